@@ -1,0 +1,169 @@
+"""``scp-operator``: run the operator, check a setup, read one server, print the version.
+
+Every failure is one line on stderr and a non-zero exit code — never a traceback, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+
+from scp_operator import __version__
+from scp_operator import runtime as runtime_mod
+from scp_operator import settings as settings_mod
+from scp_operator.credentials import CredentialsUnavailable
+from scp_operator.model import UUID_PATTERN
+from scp_operator.scp import versions
+from scp_operator.scp.outcomes import Kind
+
+EXIT_FAILURE = 1
+EXIT_SETTINGS = 2
+
+NAMESPACE_FLAGS = ("-n", "--namespace", "-A", "--all-namespaces")
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    click.echo(f"scp-operator: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings() -> settings_mod.Settings:
+    try:
+        return settings_mod.load()
+    except settings_mod.SettingsError as exc:
+        _fail(f"invalid settings: {exc}", EXIT_SETTINGS)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="scp-operator")
+def cli() -> None:
+    """Delete Samsung Cloud Platform virtual servers when their VirtualServer resources go.
+
+    Configuration comes from SCP_* and SCP_OPERATOR_* environment variables (see the README).
+    """
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("kopf_args", nargs=-1, type=click.UNPROCESSED)
+def run(kopf_args: Sequence[str]) -> None:
+    """Run the operator. Extra arguments go to ``kopf run`` (e.g. --namespace, --verbose,
+    --liveness=http://0.0.0.0:8080/healthz, --standalone); all namespaces by default."""
+    if "-h" in kopf_args or "--help" in kopf_args:
+        click.echo(run.get_help(click.get_current_context()))
+        click.echo("\nKopf's own options (passed through):")
+    else:
+        _settings()  # fail fast, before Kopf starts, naming the variable
+    import kopf.cli
+
+    args = ["run", "--module", "scp_operator.handlers", *kopf_args]
+    if not any(a.split("=")[0] in NAMESPACE_FLAGS for a in kopf_args):
+        args.append("--all-namespaces")
+    kopf.cli.main(args=args, prog_name="scp-operator run", standalone_mode=True)
+
+
+@cli.command()
+def check() -> None:
+    """Prove settings, credentials, endpoint, API version and clock with one signed read."""
+    loaded = _settings()
+    click.echo(f"ok    settings: endpoint {loaded.scp.service_url()}, API {loaded.scp.api_version}")
+    failures = asyncio.run(_check(loaded))
+    if failures:
+        _fail(f"{failures} check(s) failed")
+    click.echo("all checks passed")
+
+
+async def _check(loaded: settings_mod.Settings) -> int:
+    runtime = runtime_mod.build(loaded)
+    failures = 0
+    try:
+        try:
+            creds = runtime.client.credentials.get()
+            click.echo(f"ok    credentials: from {creds.source}")
+        except CredentialsUnavailable as exc:
+            click.echo(f"FAIL  credentials: {exc}")
+            return 1
+        try:
+            table = await runtime.client.list_versions()
+            click.echo(f"ok    endpoint: answers with versions {', '.join(sorted(table))}")
+        except ValueError as exc:
+            click.echo(f"FAIL  endpoint: {exc}")
+            failures += 1
+            table = dict(versions.BUILTIN)
+        warning = versions.support_warning(loaded.scp.api_version, table, _today())
+        click.echo(f"WARN  api version: {warning}" if warning
+                   else f"ok    api version: {loaded.scp.api_version} is supported")
+        outcome = await runtime.client.list_servers_probe()
+        if outcome.kind is Kind.FOUND:
+            click.echo("ok    signed read: credentials accepted, clock within SCP's window")
+        else:
+            hint = {
+                Kind.UNAUTHORIZED: "wrong keys, or the clock is skewed",
+                Kind.FORBIDDEN: "the key lacks IAM permission for virtual servers",
+            }.get(outcome.kind, "see the answer")
+            click.echo(f"FAIL  signed read: {outcome.describe()} ({hint})")
+            failures += 1
+    finally:
+        await runtime.aclose()
+    return failures
+
+
+def _today() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).date()
+
+
+@cli.group()
+def server() -> None:
+    """Read servers from SCP."""
+
+
+@server.command("get")
+@click.argument("server_id")
+@click.option("--region", default=None, help="Region of the server (default: SCP_REGION).")
+def server_get(server_id: str, region: str | None) -> None:
+    """Print one server as JSON (one signed GET)."""
+    if not re.match(UUID_PATTERN, server_id):
+        _fail(f"server id {server_id!r} is not a UUID")
+    loaded = _settings()
+    outcome = asyncio.run(_get(loaded, server_id, region))
+    if outcome.kind is not Kind.FOUND:
+        _fail(f"cannot read server {server_id}: {outcome.describe()}")
+    click.echo(json.dumps(outcome.body, indent=2, sort_keys=True))
+
+
+async def _get(loaded: settings_mod.Settings, server_id: str, region: str | None) -> Any:
+    runtime = runtime_mod.build(loaded)
+    try:
+        return await runtime.client.get_server(server_id, region)
+    finally:
+        await runtime.aclose()
+
+
+@cli.command()
+def version() -> None:
+    """Print the operator's version and the SCP API versions it speaks."""
+    import kopf
+
+    click.echo(f"scp-operator {__version__}")
+    click.echo(f"kopf {getattr(kopf, '__version__', 'unknown')}")
+    click.echo(f"SCP virtualserver API: {', '.join(versions.BUILTIN)} (default {versions.DEFAULT_VERSION})")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="scp-operator")
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # the last line of defence: one line, no traceback
+        _fail(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,187 @@
+"""The deletion decision table of design.md — the one place it lives.
+
+A pure function from what is known about a terminating VirtualServer (its policy and annotations,
+the CRD's state, the other objects naming the same server, and SCP's last answer) to an action:
+release the finalizer, hold it for a while, or make the next SCP call. The Kopf handler only
+gathers the inputs and carries the action out, so every row is testable without Kubernetes.
+
+Invariant: :attr:`Action.RELEASE` comes only from 202, 404, ``Orphan`` or the CRD cascade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from scp_operator.backoff import Schedule
+from scp_operator.model import DeletionPolicy
+from scp_operator.scp.outcomes import Kind, Outcome
+
+
+class Action(enum.StrEnum):
+    """What the handler does next."""
+
+    RELEASE = "Release"  # let Kopf remove the finalizer
+    HOLD = "Hold"  # keep it; try again after ``delay``
+    CALL_DELETE = "CallDelete"  # send DELETE, then decide again with its outcome
+    CALL_GET = "CallGet"  # confirm mode: GET until 404, then decide again
+
+
+class CrdState(enum.StrEnum):
+    """The VirtualServer CRD as seen right before deciding."""
+
+    PRESENT = "Present"
+    TERMINATING = "Terminating"  # deletionTimestamp set: the cascade is deleting every object
+    GONE = "Gone"
+    UNKNOWN = "Unknown"  # could not be read: never a reason to delete or to release
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Retry schedules (from settings)."""
+
+    fast: Schedule = Schedule(5.0, 900.0)
+    slow: Schedule = Schedule(60.0, 1800.0)
+    hold_recheck: float = 60.0
+    confirm_poll: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Situation:
+    """Everything the decision depends on."""
+
+    server_id: str
+    policy: DeletionPolicy = DeletionPolicy.DELETE
+    protected: bool = False
+    crd: CrdState = CrdState.PRESENT
+    sharers: tuple[str, ...] = ()  # other live objects naming the same server, "ns/name"
+    outcome: Outcome | None = None  # SCP's answer in this attempt; None: no call made yet
+    attempt: int = 0  # Kopf's retry count for the delete handler
+    jitter: float = 0.5  # in [0, 1), drawn by the caller
+    confirm: bool = False  # confirm mode: keep the finalizer after 202 until GET says 404
+    accepted_before: bool = False  # SCP accepted a DELETE in an earlier attempt
+    timing: Timing = Timing()
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The action plus the words for the ``Deleting`` condition and the event."""
+
+    action: Action
+    reason: str
+    message: str
+    delay: float | None = None
+    warning: bool = False
+
+
+CONFLICT_CAUSES = (
+    "SCP refuses to delete a server while it is locked, or while File Storage, an LB server "
+    "group (unless created by an Auto-Scaling Group) or a Backup is connected"
+)
+ORPHAN_HINT = "set spec.deletionPolicy: Orphan to let the object go and keep the server"
+
+
+def decide(s: Situation) -> Decision:
+    """Apply the decision table (design.md, "Deletion: the decision table"), top row first."""
+    sid = s.server_id
+    if s.policy is DeletionPolicy.ORPHAN:
+        return Decision(
+            Action.RELEASE, "Orphaned", f"deletionPolicy is Orphan: server {sid} is kept in SCP"
+        )
+    if s.crd in (CrdState.TERMINATING, CrdState.GONE):
+        return Decision(
+            Action.RELEASE,
+            "CrdDeleted",
+            f"the VirtualServer CRD is being deleted, so this object goes WITHOUT deleting "
+            f"server {sid}: it is left running in SCP and is no longer tracked",
+            warning=True,
+        )
+    if s.crd is CrdState.UNKNOWN:
+        return _hold(s, "CrdCheckFailed", "cannot read the VirtualServer CRD to rule out a "
+                     "CRD deletion; will retry", s.timing.fast)
+    if s.protected:
+        return Decision(
+            Action.HOLD,
+            "DeletionProtected",
+            f"annotation virtualserver.scp.dev/deletion-protection is \"true\": server {sid} is "
+            f"not deleted; remove the annotation to delete it, or {ORPHAN_HINT}",
+            delay=s.timing.hold_recheck,
+            warning=True,
+        )
+    if s.sharers:
+        return Decision(
+            Action.HOLD,
+            "ServerShared",
+            f"server {sid} is also named by {', '.join(sorted(s.sharers))}; it is deleted only "
+            f"when the last object naming it goes",
+            delay=s.timing.hold_recheck,
+            warning=True,
+        )
+    if s.outcome is None:
+        if s.confirm and s.accepted_before:
+            return Decision(Action.CALL_GET, "AwaitingConfirmation", f"checking server {sid}")
+        return Decision(Action.CALL_DELETE, "Deleting", f"deleting server {sid}")
+    return _after_answer(s, s.outcome)
+
+
+def _after_answer(s: Situation, o: Outcome) -> Decision:
+    sid, said = s.server_id, o.describe()
+    match o.kind:
+        case Kind.ACCEPTED if s.confirm:
+            return Decision(
+                Action.HOLD,
+                "AwaitingConfirmation",
+                f"SCP accepted the deletion of server {sid}; waiting until it is gone",
+                delay=s.timing.confirm_poll,
+            )
+        case Kind.ACCEPTED:
+            return Decision(Action.RELEASE, "DeleteAccepted", f"SCP accepted the deletion of "
+                            f"server {sid} (202)")
+        case Kind.GONE:
+            words = "is gone (deletion confirmed)" if s.accepted_before else "does not exist"
+            return Decision(Action.RELEASE, "ServerGone", f"server {sid} {words} in SCP (404)")
+        case Kind.FOUND:
+            state = (o.body or {}).get("state", "unknown")
+            failed = str(state).upper() == "ERROR"
+            return Decision(
+                Action.HOLD,
+                "DeletionFailed" if failed else "AwaitingConfirmation",
+                f"server {sid} is still present in SCP (state {state})"
+                + ("; SCP reports an error — check the server in SCP's console" if failed else ""),
+                delay=Schedule(s.timing.confirm_poll, s.timing.fast.cap).delay(0, s.jitter)
+                if not failed else s.timing.slow.delay(s.attempt, s.jitter),
+                warning=failed,
+            )
+        case Kind.CONFLICT:
+            return _hold(s, "Conflict", f"SCP refused to delete server {sid} ({said}). "
+                         f"{CONFLICT_CAUSES}; fix that in SCP, or {ORPHAN_HINT}", s.timing.fast)
+        case Kind.UNAUTHORIZED:
+            clock = "timestamp" in (o.detail or "").lower()
+            cause = ("the request timestamp was rejected: the node's clock is probably skewed"
+                     if clock else "check SCP_ACCESS_KEY/SCP_SECRET_KEY (and the node's clock: "
+                     "a skewed clock invalidates every signature)")
+            return _hold(s, "Unauthorized", f"SCP rejected the credentials ({said}); {cause}",
+                         s.timing.slow)
+        case Kind.FORBIDDEN:
+            return _hold(s, "Forbidden", f"SCP forbade the call ({said}); the access key lacks "
+                         "the IAM permission to delete virtual servers, or the API version or "
+                         "route is not available to it", s.timing.slow)
+        case Kind.THROTTLED:
+            return _hold(s, "Throttled", f"SCP is throttling requests ({said})", s.timing.fast,
+                         at_least=o.retry_after)
+        case Kind.UNAVAILABLE:
+            return _hold(s, "ScpUnavailable", f"SCP is unavailable ({said})", s.timing.fast,
+                         at_least=o.retry_after)
+        case Kind.NO_CREDENTIALS:
+            return _hold(s, "CredentialsUnavailable", f"no usable SCP credentials: {o.detail}",
+                         s.timing.slow)
+        case _:
+            return _hold(s, "Rejected", f"unexpected answer from SCP ({said}); server {sid} "
+                         "may still exist, so the object is kept", s.timing.slow)
+
+
+def _hold(
+    s: Situation, reason: str, message: str, schedule: Schedule, *, at_least: float | None = None
+) -> Decision:
+    delay = schedule.delay(s.attempt, s.jitter, at_least=at_least)
+    return Decision(Action.HOLD, reason, message, delay=delay, warning=True)

@@ -1,0 +1,71 @@
+"""Long-lived objects, built once at startup and kept on Kopf's ``memo``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+
+from scp_operator.backoff import Schedule
+from scp_operator.credentials import CredentialsProvider
+from scp_operator.decision import Timing
+from scp_operator.kube import CrdReader
+from scp_operator.scp import versions
+from scp_operator.scp.client import ScpClient
+from scp_operator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What every handler needs: settings, the SCP client, the CRD reader and the schedules."""
+
+    settings: Settings
+    client: ScpClient
+    crd: CrdReader
+    timing: Timing
+
+    async def aclose(self) -> None:
+        """Release network resources."""
+        await self.client.aclose()
+
+
+def build(settings: Settings) -> Runtime:
+    """Wire the runtime from validated settings."""
+    scp, op = settings.scp, settings.operator
+    credentials = CredentialsProvider(
+        access_key=scp.access_key, secret_key=scp.secret_key, directory=scp.credentials_dir
+    )
+    client = ScpClient(
+        credentials=credentials,
+        base_url=scp.service_url,
+        api_version=scp.api_version,
+        account_id=scp.account_id,
+        language=scp.language,
+        timeout=op.http_timeout,
+        max_connections=op.max_connections,
+        ca_bundle=scp.ca_bundle,
+    )
+    timing = Timing(
+        fast=Schedule(op.backoff_base, op.backoff_cap),
+        slow=Schedule(op.slow_backoff_base, op.slow_backoff_cap),
+        hold_recheck=op.hold_recheck_interval,
+        confirm_poll=op.confirm_poll_interval,
+    )
+    return Runtime(settings=settings, client=client, crd=CrdReader(), timing=timing)
+
+
+async def check_api_version(client: ScpClient, today: datetime.date | None = None) -> str | None:
+    """Read the live version list and return a warning for the configured version, if any.
+
+    Falls back to the built-in table when the list cannot be read, so the deprecation warning is
+    given either way.
+    """
+    today = today or datetime.datetime.now(datetime.UTC).date()
+    try:
+        table = await client.list_versions()
+    except ValueError as exc:
+        logger.warning("Cannot read SCP's live API version list (%s); using the built-in table", exc)
+        table = dict(versions.BUILTIN)
+    return versions.support_warning(client.api_version, table, today)

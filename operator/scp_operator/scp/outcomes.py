@@ -1,0 +1,142 @@
+"""SCP's answers as typed outcomes.
+
+The HTTP status is the reliable signal; the body's detail is shown to people when it parses and
+never relied on. Everything the decision table needs is in :class:`Outcome`, so the decision
+layer never touches HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import enum
+import json
+import time
+from typing import Any
+
+MAX_DETAIL = 300
+
+
+class Kind(enum.StrEnum):
+    """What an answer means for the operator."""
+
+    ACCEPTED = "Accepted"  # DELETE 202
+    FOUND = "Found"  # GET 200
+    GONE = "Gone"  # 404
+    CONFLICT = "Conflict"  # 409: locked or attached resources
+    UNAUTHORIZED = "Unauthorized"  # 401: bad keys or clock skew
+    FORBIDDEN = "Forbidden"  # 403: missing IAM permission (or an unknown route)
+    THROTTLED = "Throttled"  # 429
+    UNAVAILABLE = "Unavailable"  # 5xx, 408, timeouts, connection errors
+    REJECTED = "Rejected"  # any other answer
+    NO_CREDENTIALS = "CredentialsUnavailable"  # no call was possible
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """One answer from SCP (or the failure to get one)."""
+
+    kind: Kind
+    status: int | None = None
+    detail: str | None = None
+    retry_after: float | None = None
+    body: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        """Short words for conditions and events: ``409 Conflict: Server is locked``."""
+        head = f"{self.status} {self.kind.value}" if self.status else self.kind.value
+        return f"{head}: {self.detail}" if self.detail else head
+
+
+def classify(status: int, *, method: str) -> Kind:
+    """Map an HTTP status to an outcome kind."""
+    if status == 202 and method == "DELETE":
+        return Kind.ACCEPTED
+    if status == 200 and method == "GET":
+        return Kind.FOUND
+    mapping = {404: Kind.GONE, 409: Kind.CONFLICT, 401: Kind.UNAUTHORIZED, 403: Kind.FORBIDDEN}
+    if status in mapping:
+        return mapping[status]
+    if status == 429:
+        return Kind.THROTTLED
+    if status >= 500 or status == 408:
+        return Kind.UNAVAILABLE
+    return Kind.REJECTED
+
+
+def from_response(
+    *, method: str, status: int, content: bytes, headers: dict[str, str]
+) -> Outcome:
+    """Build an outcome from a raw answer; never raises, whatever the body holds."""
+    kind = classify(status, method=method)
+    parsed = _json(content)
+    body = parsed if kind is Kind.FOUND and isinstance(parsed, dict) else None
+    if kind is Kind.FOUND and body is None:
+        # A 200 without a JSON object is not a server we can read: say so, keep everything.
+        return Outcome(Kind.REJECTED, status, "SCP answered 200 without a JSON object")
+    detail = None if kind in (Kind.ACCEPTED, Kind.FOUND) else error_detail(parsed, content)
+    return Outcome(kind, status, detail, parse_retry_after(headers.get("retry-after")), body)
+
+
+def error_detail(parsed: Any, raw: bytes) -> str | None:
+    """SCP's error message from any of the shapes seen in the wild, shortened.
+
+    ``{"errors":[{"detail": str | [str]}]}``, ``{"message": ...}``, or a 400 list of
+    ``{loc, msg}``. HTML and other non-JSON bodies give a neutral note, not their markup.
+    """
+    texts: list[str] = []
+    if isinstance(parsed, dict):
+        errors = parsed.get("errors")
+        if isinstance(errors, list):
+            for err in errors:
+                if isinstance(err, dict):
+                    texts.extend(_strings(err.get("detail") or err.get("message")))
+        for key in ("detail", "message", "error"):
+            texts.extend(_strings(parsed.get(key)))
+    elif isinstance(parsed, list):
+        for item in parsed:
+            if isinstance(item, dict) and isinstance(item.get("msg"), str):
+                loc = item.get("loc")
+                where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+                texts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    elif raw.strip():
+        return "the answer was not JSON"
+    text = "; ".join(dict.fromkeys(t.strip() for t in texts if t.strip()))
+    if not text:
+        return None
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _json(content: bytes) -> Any:
+    if not content or len(content) > 1_000_000:
+        return None
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), capped at one hour."""
+    if not value:
+        return None
+    value = value.strip()
+    seconds: float | None
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), 3600.0)

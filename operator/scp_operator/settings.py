@@ -1,0 +1,160 @@
+"""All configuration, loaded once at startup and validated before Kopf starts.
+
+``SCP_*`` describes the cloud (keys, region, endpoint, API version); ``SCP_OPERATOR_*`` the
+operator's own behaviour. A bad value stops the operator with one line naming the variable:
+a typo in a deletion operator's settings must never be discovered at deletion time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scp_operator.model import REGION_PATTERN
+from scp_operator.scp import endpoints, versions
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message names the environment variable."""
+
+
+class ScpSettings(BaseSettings):
+    """The cloud side: ``SCP_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="SCP_", extra="ignore", frozen=True)
+
+    access_key: SecretStr | None = Field(None, description="SCP access key.")
+    secret_key: SecretStr | None = Field(None, description="SCP secret key.")
+    credentials_dir: Path | None = Field(
+        None, description="Mounted Secret directory with files access-key and secret-key."
+    )
+    region: str = Field("kr-west1", pattern=REGION_PATTERN, description="Default region.")
+    environment: Literal["s", "g", "e"] = Field("e", description="SCP environment letter.")
+    endpoint: str | None = Field(None, description="Explicit base URL; overrides region/env.")
+    api_version: str = Field(versions.DEFAULT_VERSION, description="virtualserver API version.")
+    account_id: str = Field("", description="Optional account id (signed, Scp-AccountId).")
+    language: Literal["en-US", "ko-KR"] = Field("en-US", description="Accept-Language.")
+    ca_bundle: Path | None = Field(
+        None, description="PEM bundle of extra trusted CAs (SSL_CERT_FILE is honoured too)."
+    )
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        value = value.strip().removeprefix("virtualserver ").removeprefix("v")
+        if value not in versions.BUILTIN:
+            known = ", ".join(versions.BUILTIN)
+            raise ValueError(f"unknown API version {value!r}; known: {known}")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        return endpoints.normalise_base(value) if value else None
+
+    @field_validator("credentials_dir")
+    @classmethod
+    def _is_directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _is_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScpSettings:
+        if (self.access_key is None) != (self.secret_key is None):
+            missing = "SCP_SECRET_KEY" if self.secret_key is None else "SCP_ACCESS_KEY"
+            raise ValueError(f"{missing} must be set together with the other key")
+        if self.endpoint is None:
+            try:
+                endpoints.service_url(region=self.region, environment=self.environment)
+            except endpoints.EndpointError as exc:
+                raise ValueError(f"SCP_REGION/SCP_ENVIRONMENT: {exc}") from None
+        return self
+
+    def service_url(self, region: str | None = None) -> str:
+        """Base URL for a region (the object's, else the default)."""
+        return endpoints.service_url(
+            region=region or self.region, environment=self.environment, override=self.endpoint
+        )
+
+
+class OperatorSettings(BaseSettings):
+    """The operator's own knobs: ``SCP_OPERATOR_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="SCP_OPERATOR_", extra="ignore", frozen=True)
+
+    confirm_deletion: bool = Field(
+        False, description="Keep the finalizer after 202 until GET answers 404."
+    )
+    confirm_poll_interval: float = Field(10.0, gt=0, description="Seconds between confirm GETs.")
+    http_timeout: float = Field(30.0, gt=0, le=300, description="Seconds per SCP request.")
+    max_connections: int = Field(10, ge=1, le=1000, description="SCP connection pool size.")
+    backoff_base: float = Field(
+        5.0, gt=0, description="First retry delay (s) for 409, throttling and outages."
+    )
+    backoff_cap: float = Field(900.0, gt=0, description="Longest retry delay (s) for those.")
+    slow_backoff_base: float = Field(
+        60.0, gt=0, description="First retry delay (s) for auth errors and unknown answers."
+    )
+    slow_backoff_cap: float = Field(1800.0, gt=0, description="Longest slow retry delay (s).")
+    hold_recheck_interval: float = Field(
+        60.0, gt=0, description="Re-check delay (s) for protected or shared servers."
+    )
+    event_repeat_interval: float = Field(
+        900.0, ge=0, description="Repeat an unchanged warning event at most this often (s)."
+    )
+    check_versions: bool = Field(True, description="Read SCP's live version list at startup.")
+
+    @model_validator(mode="after")
+    def _caps(self) -> OperatorSettings:
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError("SCP_OPERATOR_BACKOFF_CAP must not be below SCP_OPERATOR_BACKOFF_BASE")
+        if self.slow_backoff_cap < self.slow_backoff_base:
+            raise ValueError(
+                "SCP_OPERATOR_SLOW_BACKOFF_CAP must not be below SCP_OPERATOR_SLOW_BACKOFF_BASE"
+            )
+        return self
+
+
+class Settings:
+    """Both halves, loaded together."""
+
+    def __init__(self, scp: ScpSettings, operator: OperatorSettings) -> None:
+        self.scp = scp
+        self.operator = operator
+
+
+def load() -> Settings:
+    """Load and validate everything from the environment, or raise :class:`SettingsError`."""
+    try:
+        scp = ScpSettings()
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, "SCP_")) from None
+    try:
+        operator = OperatorSettings()
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, "SCP_OPERATOR_")) from None
+    return Settings(scp, operator)
+
+
+def _explain(exc: ValidationError, prefix: str) -> str:
+    """One line per problem, each naming the variable and never echoing a value of a secret."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if loc:
+            lines.append(f"{prefix}{loc[0].upper()}: {message}")
+        else:
+            lines.append(message)
+    return "; ".join(lines)
