@@ -138,7 +138,14 @@ async def observe(
     raise kopf.TemporaryError(decision.message, delay=decision.delay or 60)
 
 
-@kopf.on.event(*RESOURCE, id="orphan-fast-path")
+def _terminating_orphan(meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> bool:
+    return bool(meta.get("deletionTimestamp")) and (
+        spec.get("deletionPolicy") == DeletionPolicy.ORPHAN.value
+        and FINALIZER in (meta.get("finalizers") or [])
+    )
+
+
+@kopf.on.event(*RESOURCE, id="orphan-fast-path", when=_terminating_orphan)
 async def release_orphans(
     type: str, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status,
     patch: kopf.Patch, memo: kopf.Memo, **_: Any,
@@ -148,11 +155,7 @@ async def release_orphans(
     ``deletionPolicy: Orphan`` is the way out of a deletion that cannot finish; Kopf would only
     run the delayed delete handler when its delay ends, which may be many minutes away.
     """
-    if type == "DELETED" or not meta.get("deletionTimestamp"):
-        return
-    if FINALIZER not in (meta.get("finalizers") or []):
-        return
-    if spec.get("deletionPolicy") != DeletionPolicy.ORPHAN.value:
+    if type == "DELETED":
         return
     runtime: Runtime | None = memo.get("runtime")
     if runtime is None:

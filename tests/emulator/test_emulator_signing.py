@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from scp_emulator.auth import HMAC_FAIL, TIMESTAMP_EXPIRED, AuthResult, authenticate
 from scp_emulator.config import Credential
 from scp_emulator.signing import compute_signature
 
-SignHeaders = Callable[..., dict[str, str]]
+from .emulator_helpers import SignHeaders
 
 VECTOR_URL = (
     "https://virtualserver.kr-west1.e.samsungsdscloud.com"

@@ -1,0 +1,5 @@
+import sys
+
+from scp_testenv.cli import main
+
+sys.exit(main())
