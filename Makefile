@@ -15,13 +15,33 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+LINT_PATHS := $(wildcard operator tests tools bench)
+
 lint: venv
-	$(VENV)/bin/ruff check operator tests tools bench
-	$(VENV)/bin/ruff format --check operator tests tools bench
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
+
+# The whole suite: lint, then every tier (unit, operator, e2e) in one pytest run.
+test: venv controlplane lint
+	$(VENV)/bin/pytest tests
 
 test-unit: venv
 	$(VENV)/bin/pytest -m "not operator and not e2e" tests
 
 test-operator: venv
 	$(VENV)/bin/pytest -m operator tests
+
+# Build (first time only; cached per version set) kube-apiserver, etcd, kubectl and helm.
+controlplane:
+	bash tools/controlplane/build.sh
+
+test-e2e: venv controlplane
+	$(VENV)/bin/pytest -m e2e tests
+
+# The README's first command: control plane + SCP emulator + operator + a sample deletion.
+sandbox: venv controlplane
+	$(PY) tools/sandbox.py $(SANDBOX_ARGS)
+
+clean:
+	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -99,8 +99,11 @@ async def _check(loaded: settings_mod.Settings) -> int:
             failures += 1
             table = dict(versions.BUILTIN)
         warning = versions.support_warning(loaded.scp.api_version, table, _today())
-        click.echo(f"WARN  api version: {warning}" if warning
-                   else f"ok    api version: {loaded.scp.api_version} is supported")
+        click.echo(
+            f"WARN  api version: {warning}"
+            if warning
+            else f"ok    api version: {loaded.scp.api_version} is supported"
+        )
         outcome = await runtime.client.list_servers_probe()
         if outcome.kind is Kind.FOUND:
             click.echo("ok    signed read: credentials accepted, clock within SCP's window")
@@ -156,7 +159,9 @@ def version() -> None:
 
     click.echo(f"scp-operator {__version__}")
     click.echo(f"kopf {getattr(kopf, '__version__', 'unknown')}")
-    click.echo(f"SCP virtualserver API: {', '.join(versions.BUILTIN)} (default {versions.DEFAULT_VERSION})")
+    click.echo(
+        f"SCP virtualserver API: {', '.join(versions.BUILTIN)} (default {versions.DEFAULT_VERSION})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

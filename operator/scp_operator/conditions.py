@@ -15,8 +15,11 @@ ORDER = ("Ready", "Deleting")
 
 def now_iso() -> str:
     """UTC now in the API server's format."""
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace(
-        "+00:00", "Z"
+    return (
+        datetime.datetime.now(datetime.UTC)
+        .replace(microsecond=0)
+        .isoformat()
+        .replace("+00:00", "Z")
     )
 
 
@@ -52,6 +55,8 @@ def set_condition(
     if generation is not None:
         new["observedGeneration"] = generation
     result[type] = new
-    ranked = sorted(result.values(), key=lambda c: (ORDER.index(c["type"]) if c["type"] in ORDER
-                                                     else len(ORDER), c["type"]))
+    ranked = sorted(
+        result.values(),
+        key=lambda c: (ORDER.index(c["type"]) if c["type"] in ORDER else len(ORDER), c["type"]),
+    )
     return ranked

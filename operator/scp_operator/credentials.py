@@ -34,7 +34,10 @@ class Credentials:
     source: str
 
     def __repr__(self) -> str:
-        return f"Credentials(access_key={self.access_key!r}, secret_key='**********', source={self.source!r})"
+        return (
+            f"Credentials(access_key={self.access_key!r}, secret_key='**********', "
+            f"source={self.source!r})"
+        )
 
 
 class CredentialsProvider:
@@ -50,7 +53,9 @@ class CredentialsProvider:
     ) -> None:
         self._env = (access_key, secret_key)
         self._directory = directory
-        self._home_file = (home if home is not None else Path.home()) / ".scpconf" / "credentials.json"
+        self._home_file = (
+            (home if home is not None else Path.home()) / ".scpconf" / "credentials.json"
+        )
         self._lock = threading.Lock()
         self._cached: tuple[tuple[int, int, int, int], Credentials] | None = None
 
@@ -69,8 +74,17 @@ class CredentialsProvider:
         """The credentials to sign the next request with, or :class:`CredentialsUnavailable`."""
         access, secret = self._env
         if access is not None or secret is not None:
-            if not access or not secret or not access.get_secret_value() or not secret.get_secret_value():
-                missing = "SCP_ACCESS_KEY" if not access or not access.get_secret_value() else "SCP_SECRET_KEY"
+            if (
+                not access
+                or not secret
+                or not access.get_secret_value()
+                or not secret.get_secret_value()
+            ):
+                missing = (
+                    "SCP_ACCESS_KEY"
+                    if not access or not access.get_secret_value()
+                    else "SCP_SECRET_KEY"
+                )
                 raise CredentialsUnavailable(f"{missing} is empty or unset")
             return Credentials(access.get_secret_value().strip(), _strip(secret), "environment")
         if self._directory is not None:
@@ -114,7 +128,9 @@ class CredentialsProvider:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise CredentialsUnavailable(f"{where} is not readable JSON ({type(exc).__name__})") from None
+            raise CredentialsUnavailable(
+                f"{where} is not readable JSON ({type(exc).__name__})"
+            ) from None
         if not isinstance(data, dict):
             raise CredentialsUnavailable(f"{where} must hold a JSON object")
         access, secret = data.get("access-key"), data.get("secret-key")
@@ -131,4 +147,6 @@ def _strip(secret: SecretStr) -> SecretStr:
 
 def env_present() -> bool:
     """Whether any credential source is configured in the environment."""
-    return any(os.environ.get(name) for name in ("SCP_ACCESS_KEY", "SCP_SECRET_KEY", "SCP_CREDENTIALS_DIR"))
+    return any(
+        os.environ.get(name) for name in ("SCP_ACCESS_KEY", "SCP_SECRET_KEY", "SCP_CREDENTIALS_DIR")
+    )

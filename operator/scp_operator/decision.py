@@ -40,8 +40,8 @@ class CrdState(enum.StrEnum):
 class Timing:
     """Retry schedules (from settings)."""
 
-    fast: Schedule = Schedule(5.0, 900.0)
-    slow: Schedule = Schedule(60.0, 1800.0)
+    fast: Schedule = dataclasses.field(default_factory=lambda: Schedule(5.0, 900.0))
+    slow: Schedule = dataclasses.field(default_factory=lambda: Schedule(60.0, 1800.0))
     hold_recheck: float = 60.0
     confirm_poll: float = 10.0
 
@@ -60,7 +60,7 @@ class Situation:
     jitter: float = 0.5  # in [0, 1), drawn by the caller
     confirm: bool = False  # confirm mode: keep the finalizer after 202 until GET says 404
     accepted_before: bool = False  # SCP accepted a DELETE in an earlier attempt
-    timing: Timing = Timing()
+    timing: Timing = dataclasses.field(default_factory=Timing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,13 +97,17 @@ def decide(s: Situation) -> Decision:
             warning=True,
         )
     if s.crd is CrdState.UNKNOWN:
-        return _hold(s, "CrdCheckFailed", "cannot read the VirtualServer CRD to rule out a "
-                     "CRD deletion; will retry", s.timing.fast)
+        return _hold(
+            s,
+            "CrdCheckFailed",
+            "cannot read the VirtualServer CRD to rule out a CRD deletion; will retry",
+            s.timing.fast,
+        )
     if s.protected:
         return Decision(
             Action.HOLD,
             "DeletionProtected",
-            f"annotation virtualserver.scp.dev/deletion-protection is \"true\": server {sid} is "
+            f'annotation virtualserver.scp.dev/deletion-protection is "true": server {sid} is '
             f"not deleted; remove the annotation to delete it, or {ORPHAN_HINT}",
             delay=s.timing.hold_recheck,
             warning=True,
@@ -135,8 +139,9 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 delay=s.timing.confirm_poll,
             )
         case Kind.ACCEPTED:
-            return Decision(Action.RELEASE, "DeleteAccepted", f"SCP accepted the deletion of "
-                            f"server {sid} (202)")
+            return Decision(
+                Action.RELEASE, "DeleteAccepted", f"SCP accepted the deletion of server {sid} (202)"
+            )
         case Kind.GONE:
             words = "is gone (deletion confirmed)" if s.accepted_before else "does not exist"
             return Decision(Action.RELEASE, "ServerGone", f"server {sid} {words} in SCP (404)")
@@ -149,35 +154,66 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 f"server {sid} is still present in SCP (state {state})"
                 + ("; SCP reports an error — check the server in SCP's console" if failed else ""),
                 delay=Schedule(s.timing.confirm_poll, s.timing.fast.cap).delay(0, s.jitter)
-                if not failed else s.timing.slow.delay(s.attempt, s.jitter),
+                if not failed
+                else s.timing.slow.delay(s.attempt, s.jitter),
                 warning=failed,
             )
         case Kind.CONFLICT:
-            return _hold(s, "Conflict", f"SCP refused to delete server {sid} ({said}). "
-                         f"{CONFLICT_CAUSES}; fix that in SCP, or {ORPHAN_HINT}", s.timing.fast)
+            return _hold(
+                s,
+                "Conflict",
+                f"SCP refused to delete server {sid} ({said}). "
+                f"{CONFLICT_CAUSES}; fix that in SCP, or {ORPHAN_HINT}",
+                s.timing.fast,
+            )
         case Kind.UNAUTHORIZED:
             clock = "timestamp" in (o.detail or "").lower()
-            cause = ("the request timestamp was rejected: the node's clock is probably skewed"
-                     if clock else "check SCP_ACCESS_KEY/SCP_SECRET_KEY (and the node's clock: "
-                     "a skewed clock invalidates every signature)")
-            return _hold(s, "Unauthorized", f"SCP rejected the credentials ({said}); {cause}",
-                         s.timing.slow)
+            cause = (
+                "the request timestamp was rejected: the node's clock is probably skewed"
+                if clock
+                else "check SCP_ACCESS_KEY/SCP_SECRET_KEY (and the node's clock: "
+                "a skewed clock invalidates every signature)"
+            )
+            return _hold(
+                s, "Unauthorized", f"SCP rejected the credentials ({said}); {cause}", s.timing.slow
+            )
         case Kind.FORBIDDEN:
-            return _hold(s, "Forbidden", f"SCP forbade the call ({said}); the access key lacks "
-                         "the IAM permission to delete virtual servers, or the API version or "
-                         "route is not available to it", s.timing.slow)
+            return _hold(
+                s,
+                "Forbidden",
+                f"SCP forbade the call ({said}); the access key lacks "
+                "the IAM permission to delete virtual servers, or the API version or "
+                "route is not available to it",
+                s.timing.slow,
+            )
         case Kind.THROTTLED:
-            return _hold(s, "Throttled", f"SCP is throttling requests ({said})", s.timing.fast,
-                         at_least=o.retry_after)
+            return _hold(
+                s,
+                "Throttled",
+                f"SCP is throttling requests ({said})",
+                s.timing.fast,
+                at_least=o.retry_after,
+            )
         case Kind.UNAVAILABLE:
-            return _hold(s, "ScpUnavailable", f"SCP is unavailable ({said})", s.timing.fast,
-                         at_least=o.retry_after)
+            return _hold(
+                s,
+                "ScpUnavailable",
+                f"SCP is unavailable ({said})",
+                s.timing.fast,
+                at_least=o.retry_after,
+            )
         case Kind.NO_CREDENTIALS:
-            return _hold(s, "CredentialsUnavailable", f"no usable SCP credentials: {o.detail}",
-                         s.timing.slow)
+            return _hold(
+                s, "CredentialsUnavailable", f"no usable SCP credentials: {o.detail}", s.timing.slow
+            )
         case _:
-            return _hold(s, "Rejected", f"unexpected answer from SCP ({said}); server {sid} "
-                         "may still exist, so the object is kept", s.timing.slow)
+            return _hold(
+                s,
+                "Rejected",
+                f"unexpected answer from SCP ({said}); server {sid} "
+                "may still exist, so the object is kept",
+                s.timing.slow,
+            )
 
 
 def _hold(

@@ -8,7 +8,6 @@ Kopf would then release the finalizer; delays are computed by :mod:`scp_operator
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 from typing import Any
 
@@ -44,10 +43,14 @@ class Holder:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+async def configure(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
+) -> None:
     """Set the finalizer and storage names, then build the runtime from validated settings."""
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
@@ -81,7 +84,11 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index(*RESOURCE)
 def by_server(
-    spec: kopf.Spec, meta: kopf.Meta, namespace: str | None, name: str | None, uid: str | None,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    namespace: str | None,
+    name: str | None,
+    uid: str | None,
     **_: Any,
 ) -> dict[str, Holder] | None:
     """Index objects by the server they name, to hold a server while another object needs it."""
@@ -96,8 +103,15 @@ def by_server(
 @kopf.on.resume(*RESOURCE, id="observe")
 @kopf.on.update(*RESOURCE, id="observe", field="spec.region")
 async def observe(
-    spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, body: kopf.Body, patch: kopf.Patch,
-    memo: kopf.Memo, retry: int, logger: Any, **_: Any,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    logger: Any,
+    **_: Any,
 ) -> None:
     """Read the server from SCP and record what was found.
 
@@ -111,12 +125,22 @@ async def observe(
 
     def ready(state: str, reason: str, message: str, warning: bool) -> None:
         patch.status["conditions"] = conditions.set_condition(
-            status.get("conditions"), type="Ready", status=state, reason=reason, message=message,
+            status.get("conditions"),
+            type="Ready",
+            status=state,
+            reason=reason,
+            message=message,
             generation=generation,
         )
         if warning:
-            events.post(body, memo, warning=True, reason=reason, message=message,
-                        repeat_interval=runtime.settings.operator.event_repeat_interval)
+            events.post(
+                body,
+                memo,
+                warning=True,
+                reason=reason,
+                message=message,
+                repeat_interval=runtime.settings.operator.event_repeat_interval,
+            )
 
     sid = parsed.server_id
     if outcome.kind is Kind.FOUND:
@@ -125,15 +149,31 @@ async def observe(
         if (observed["state"] or "").upper() == "ERROR":
             ready("False", "ServerError", f"server {sid} is in state ERROR in SCP", True)
         else:
-            ready("True", "ServerFound", f"server {sid} found in SCP (state {observed['state']})",
-                  False)
+            ready(
+                "True",
+                "ServerFound",
+                f"server {sid} found in SCP (state {observed['state']})",
+                False,
+            )
         return
     if outcome.kind is Kind.GONE:
-        ready("False", "ServerNotFound", f"server {sid} does not exist in SCP: check "
-              "spec.serverId (deleting this object would delete nothing)", True)
+        ready(
+            "False",
+            "ServerNotFound",
+            f"server {sid} does not exist in SCP: check "
+            "spec.serverId (deleting this object would delete nothing)",
+            True,
+        )
         return
-    decision = decide(Situation(server_id=sid, outcome=outcome, attempt=retry,
-                                jitter=_rng.random(), timing=runtime.timing))
+    decision = decide(
+        Situation(
+            server_id=sid,
+            outcome=outcome,
+            attempt=retry,
+            jitter=_rng.random(),
+            timing=runtime.timing,
+        )
+    )
     ready("Unknown", decision.reason, f"cannot read server {sid}: {decision.message}", True)
     raise kopf.TemporaryError(decision.message, delay=decision.delay or 60)
 
@@ -147,8 +187,14 @@ def _terminating_orphan(meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> bool:
 
 @kopf.on.event(*RESOURCE, id="orphan-fast-path", when=_terminating_orphan)
 async def release_orphans(
-    type: str, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status,
-    patch: kopf.Patch, memo: kopf.Memo, **_: Any,
+    type: str,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     """Let an Orphan object go at once, even while the delete handler waits out a backoff.
 
@@ -162,12 +208,13 @@ async def release_orphans(
         return
     decision = decide(Situation(server_id=str(spec.get("serverId")), policy=DeletionPolicy.ORPHAN))
     if decision.action is Action.RELEASE:
-        _report(decision, body=body, status=status, meta=meta, patch=patch, memo=memo,
-                runtime=runtime)
+        _report(
+            decision, body=body, status=status, meta=meta, patch=patch, memo=memo, runtime=runtime
+        )
         patch.fns.append(_remove_finalizer)
 
 
-def _remove_finalizer(raw: dict[str, Any]) -> None:
+def _remove_finalizer(raw: kopf.RawBody) -> None:
     finalizers = raw.get("metadata", {}).get("finalizers") or []
     if FINALIZER in finalizers:
         raw["metadata"]["finalizers"] = [f for f in finalizers if f != FINALIZER]
@@ -175,20 +222,35 @@ def _remove_finalizer(raw: dict[str, Any]) -> None:
 
 @kopf.on.delete(*RESOURCE, id="delete-server")
 async def delete_server(
-    body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
-    memo: kopf.Memo, uid: str | None, retry: int, by_server: kopf.Index[str, Holder], logger: Any,
-    **_: Any,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    uid: str,
+    retry: int,
+    logger: Any,
+    **kwargs: Any,
 ) -> None:
     """Delete the cloud server, or hold the finalizer and say why (design.md's table)."""
+    by_server: kopf.Index[str, Holder] = kwargs["by_server"]  # Kopf passes indexes by name
     runtime: Runtime = memo.runtime
     op = runtime.settings.operator
     try:
         parsed = VirtualServerSpec.model_validate(dict(spec))
     except ValidationError:
         message = "spec is invalid (serverId must be a UUID); fix it or remove the finalizer"
-        events.post(body, memo, warning=True, reason="InvalidSpec", message=message,
-                    repeat_interval=op.event_repeat_interval)
-        raise kopf.TemporaryError(message, delay=runtime.timing.slow.delay(retry, _rng.random()))
+        events.post(
+            body,
+            memo,
+            warning=True,
+            reason="InvalidSpec",
+            message=message,
+            repeat_interval=op.event_repeat_interval,
+        )
+        delay = runtime.timing.slow.delay(retry, _rng.random())
+        raise kopf.TemporaryError(message, delay=delay) from None
     sid = parsed.server_id
     deletion = dict(status.get("deletion") or {})
     situation = Situation(
@@ -196,8 +258,7 @@ async def delete_server(
         policy=parsed.deletion_policy,
         protected=is_protected(meta.get("annotations")),
         sharers=tuple(
-            h.ref for h in by_server.get(sid.lower(), [])
-            if h.uid != uid and not h.terminating
+            h.ref for h in by_server.get(sid.lower(), []) if h.uid != uid and not h.terminating
         ),
         attempt=retry,
         jitter=_rng.random(),
@@ -212,11 +273,13 @@ async def delete_server(
         outcome = await _call(decision.action, runtime, parsed)
         deletion = _record(deletion, decision.action, outcome)
         patch.status["deletion"] = deletion
-        decision = decide(dataclasses.replace(situation, outcome=outcome,
-                                              accepted_before=bool(deletion.get("acceptedTime"))))
+        decision = decide(
+            dataclasses.replace(
+                situation, outcome=outcome, accepted_before=bool(deletion.get("acceptedTime"))
+            )
+        )
         logger.info("SCP answered %s for server %s: %s", outcome.describe(), sid, decision.action)
-    _report(decision, body=body, status=status, meta=meta, patch=patch, memo=memo,
-            runtime=runtime)
+    _report(decision, body=body, status=status, meta=meta, patch=patch, memo=memo, runtime=runtime)
     if decision.action is Action.HOLD:
         raise kopf.TemporaryError(decision.message, delay=decision.delay or 60)
     if decision.action is not Action.RELEASE:  # pragma: no cover - decide() never returns CALL_*
@@ -247,19 +310,33 @@ def _record(deletion: dict[str, Any], action: Action, outcome: Outcome) -> dict[
 
 
 def _report(
-    decision: Decision, *, body: kopf.Body, status: kopf.Status, meta: kopf.Meta,
-    patch: kopf.Patch, memo: kopf.Memo, runtime: Runtime,
+    decision: Decision,
+    *,
+    body: kopf.Body,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    runtime: Runtime,
 ) -> None:
     """Write the Deleting condition and post the event (throttled)."""
     state = "True" if decision.action is Action.HOLD else "False"
     patch.status["conditions"] = conditions.set_condition(
         patch.status.get("conditions") or status.get("conditions"),
-        type="Deleting", status=state, reason=decision.reason, message=decision.message,
+        type="Deleting",
+        status=state,
+        reason=decision.reason,
+        message=decision.message,
         generation=meta.get("generation"),
     )
-    events.post(body, memo, warning=decision.warning, reason=decision.reason,
-                message=decision.message,
-                repeat_interval=runtime.settings.operator.event_repeat_interval)
+    events.post(
+        body,
+        memo,
+        warning=decision.warning,
+        reason=decision.reason,
+        message=decision.message,
+        repeat_interval=runtime.settings.operator.event_repeat_interval,
+    )
 
 
 __all__ = ["CrdState", "by_server", "configure", "delete_server", "observe", "release_orphans"]

@@ -34,9 +34,13 @@ class CrdReader:
 
                 config = kubernetes.client.Configuration()
                 try:
-                    kubernetes.config.load_incluster_config(client_configuration=config)
+                    kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+                        client_configuration=config
+                    )
                 except kubernetes.config.ConfigException:
-                    kubernetes.config.load_kube_config(client_configuration=config)
+                    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                        client_configuration=config
+                    )
                 api_client = kubernetes.client.ApiClient(config)
                 self._api = kubernetes.client.ApiextensionsV1Api(api_client)
             return self._api

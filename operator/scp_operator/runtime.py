@@ -66,6 +66,8 @@ async def check_api_version(client: ScpClient, today: datetime.date | None = Non
     try:
         table = await client.list_versions()
     except ValueError as exc:
-        logger.warning("Cannot read SCP's live API version list (%s); using the built-in table", exc)
+        logger.warning(
+            "Cannot read SCP's live API version list (%s); using the built-in table", exc
+        )
         table = dict(versions.BUILTIN)
     return versions.support_warning(client.api_version, table, today)

@@ -223,9 +223,9 @@ class ControlPlane:
         self._startup_timeout = startup_timeout
         self._keep_workdir = keep_workdir
         self._tokens: dict[str, tuple[str, tuple[str, ...]]] = {}  # user -> (token, groups)
+        self._processes: list[subprocess.Popen[bytes]] = []
         self.admin_user = ADMIN_USER
         self.admin_token = self.add_token(ADMIN_USER, ADMIN_GROUPS)
-        self._processes: list[subprocess.Popen[bytes]] = []
         self._finalizer = weakref.finalize(self, _stop_all, self._processes)
         self._workdir: Path | None = None
         self._port: int | None = None
@@ -535,6 +535,9 @@ class ControlPlane:
                 f"--etcd-servers={self.etcd_url}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # A loopback advertise address is refused by the endpoint reconciler of the
+                # "kubernetes" Service; nothing runs in-cluster, so it has no endpoints instead.
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={self._port}",
                 f"--cert-dir={workdir / 'pki'}",
                 "--authorization-mode=RBAC",

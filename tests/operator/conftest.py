@@ -206,10 +206,10 @@ def vs_body(name: str, server_id: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll until ``check()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
+async def eventually(check: Callable[[], Any], within: float = 20.0, what: str = "") -> Any:
+    """Poll until ``check()`` is truthy; fail with ``what`` after ``within`` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         result = check()
         if result:

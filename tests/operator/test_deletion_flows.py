@@ -156,7 +156,7 @@ async def test_orphan_set_on_a_terminating_object_releases_it_without_a_call(
         )
         calls_before = len(deletes(emulator, sid))
         await patch(k8s, "stuck", {"spec": {"deletionPolicy": "Orphan"}})
-        await eventually(lambda: obj(k8s, "stuck") is None, timeout=10, what="released")
+        await eventually(lambda: obj(k8s, "stuck") is None, within=10, what="released")
     # kmock replays stale events (no resourceVersion bumps), so the handler may have retried
     # before the patch; what matters is that the Orphan patch itself causes no call.
     assert len(deletes(emulator, sid)) == calls_before
@@ -259,7 +259,7 @@ async def test_confirm_mode_keeps_the_finalizer_until_get_says_404(
         )
         assert cond["status"] == "True"
         assert obj(k8s, "c") is not None
-        await eventually(lambda: obj(k8s, "c") is None, timeout=30, what="released after 404")
+        await eventually(lambda: obj(k8s, "c") is None, within=30, what="released after 404")
     # exact DELETE counts are proven on the real API server (kmock replays stale events)
     assert {c.status for c in deletes(emulator, sid)} == {202}
     gets = emulator.state.find_requests(method="GET", path_contains=sid)

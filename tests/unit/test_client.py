@@ -21,15 +21,21 @@ VERSIONS = {"versions": [{"id": "v1.3", "status": "CURRENT", "not_before": None}
 SECRET = "TOPSECRET-abc"
 
 
-def make(handler: Callable[[httpx.Request], httpx.Response], tmp_path: Path,
-         secret: str | None = SECRET) -> ScpClient:
+def make(
+    handler: Callable[[httpx.Request], httpx.Response], tmp_path: Path, secret: str | None = SECRET
+) -> ScpClient:
     creds = CredentialsProvider(
         access_key=SecretStr("AK") if secret else None,
         secret_key=SecretStr(secret) if secret else None,
-        directory=None, home=tmp_path,
+        directory=None,
+        home=tmp_path,
     )
-    return ScpClient(credentials=creds, base_url=lambda region: BASE, api_version="1.3",
-                     transport=httpx.MockTransport(handler))
+    return ScpClient(
+        credentials=creds,
+        base_url=lambda region: BASE,
+        api_version="1.3",
+        transport=httpx.MockTransport(handler),
+    )
 
 
 async def test_each_attempt_is_signed_afresh_over_the_exact_url(tmp_path: Path) -> None:
@@ -43,9 +49,13 @@ async def test_each_attempt_is_signed_afresh_over_the_exact_url(tmp_path: Path) 
     assert (await client.delete_server(SID)).kind is Kind.ACCEPTED
     assert (await client.delete_server(SID)).kind is Kind.ACCEPTED
     for request in seen:
-        expected = signing.sign(method="DELETE", url=str(request.url),
-                                timestamp_ms=request.headers["scp-timestamp"], access_key="AK",
-                                secret_key=SECRET)
+        expected = signing.sign(
+            method="DELETE",
+            url=str(request.url),
+            timestamp_ms=request.headers["scp-timestamp"],
+            access_key="AK",
+            secret_key=SECRET,
+        )
         assert request.headers["scp-signature"] == expected
         assert str(request.url) == f"{BASE}/v1/servers/{SID}"
         assert request.headers["scp-api-version"] == "virtualserver 1.3"
@@ -70,10 +80,15 @@ async def test_404_is_trusted_only_from_a_verified_scp_endpoint(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("exc", "words"),
-    [(httpx.ConnectError("boom"), "cannot connect"), (httpx.ReadTimeout("slow"), "in time"),
-     (httpx.RemoteProtocolError("reset"), "closed the connection")],
+    [
+        (httpx.ConnectError("boom"), "cannot connect"),
+        (httpx.ReadTimeout("slow"), "in time"),
+        (httpx.RemoteProtocolError("reset"), "closed the connection"),
+    ],
 )
-async def test_transport_failures_become_unavailable(tmp_path: Path, exc: Exception, words: str) -> None:
+async def test_transport_failures_become_unavailable(
+    tmp_path: Path, exc: Exception, words: str
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc
 

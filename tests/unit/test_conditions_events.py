@@ -8,22 +8,45 @@ from scp_operator import conditions, events
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
-    c = conditions.set_condition(None, type="Deleting", status="True", reason="Conflict",
-                                 message="m", generation=1, now="T1")
-    c = conditions.set_condition(c, type="Deleting", status="True", reason="Unauthorized",
-                                 message="m2", generation=1, now="T2")
+    c = conditions.set_condition(
+        None, type="Deleting", status="True", reason="Conflict", message="m", generation=1, now="T1"
+    )
+    c = conditions.set_condition(
+        c,
+        type="Deleting",
+        status="True",
+        reason="Unauthorized",
+        message="m2",
+        generation=1,
+        now="T2",
+    )
     assert c[0]["lastTransitionTime"] == "T1"
     assert c[0]["reason"] == "Unauthorized"
-    c = conditions.set_condition(c, type="Deleting", status="False", reason="DeleteAccepted",
-                                 message="m3", generation=1, now="T3")
+    c = conditions.set_condition(
+        c,
+        type="Deleting",
+        status="False",
+        reason="DeleteAccepted",
+        message="m3",
+        generation=1,
+        now="T3",
+    )
     assert c[0]["lastTransitionTime"] == "T3"
 
 
 def test_ready_comes_before_deleting_so_the_reason_column_shows_deletion() -> None:
-    c = conditions.set_condition(None, type="Deleting", status="True", reason="Conflict",
-                                 message="", generation=None, now="T")
-    c = conditions.set_condition(c, type="Ready", status="True", reason="ServerFound",
-                                 message="", generation=None, now="T")
+    c = conditions.set_condition(
+        None,
+        type="Deleting",
+        status="True",
+        reason="Conflict",
+        message="",
+        generation=None,
+        now="T",
+    )
+    c = conditions.set_condition(
+        c, type="Ready", status="True", reason="ServerFound", message="", generation=None, now="T"
+    )
     assert [x["type"] for x in c] == ["Ready", "Deleting"]
     assert "observedGeneration" not in c[0]
 
@@ -35,8 +58,15 @@ def test_repeated_warning_is_posted_once_per_interval(monkeypatch: pytest.Monkey
     now = [100.0]
 
     def post(reason: str, message: str = "m") -> bool:
-        return events.post({}, memo, warning=True, reason=reason, message=message,
-                           repeat_interval=900, clock=lambda: now[0])
+        return events.post(
+            {},
+            memo,
+            warning=True,
+            reason=reason,
+            message=message,
+            repeat_interval=900,
+            clock=lambda: now[0],
+        )
 
     assert post("Conflict")
     assert not post("Conflict")

@@ -13,16 +13,25 @@ SECRET = "TOPSECRET-9f8e7d"
 
 
 def provider(tmp_path: Path, **kw: object) -> CredentialsProvider:
-    args: dict[str, object] = {"access_key": None, "secret_key": None, "directory": None,
-                               "home": tmp_path}
+    args: dict[str, object] = {
+        "access_key": None,
+        "secret_key": None,
+        "directory": None,
+        "home": tmp_path,
+    }
     args.update(kw)
     return CredentialsProvider(**args)  # type: ignore[arg-type]
 
 
 def test_environment_wins(tmp_path: Path) -> None:
-    creds = provider(tmp_path, access_key=SecretStr("AK"), secret_key=SecretStr(f" {SECRET}\n")).get()
+    creds = provider(
+        tmp_path, access_key=SecretStr("AK"), secret_key=SecretStr(f" {SECRET}\n")
+    ).get()
     assert (creds.access_key, creds.secret_key.get_secret_value(), creds.source) == (
-        "AK", SECRET, "environment")
+        "AK",
+        SECRET,
+        "environment",
+    )
     assert SECRET not in repr(creds)
     assert SECRET not in str(creds)
 
@@ -44,10 +53,15 @@ def test_directory_is_reread_when_the_secret_rotates(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("files", "words"),
-    [({}, "cannot read"), ({"access-key": "AK", "secret-key": ""}, "secret-key is empty"),
-     ({"access-key": "", "secret-key": SECRET}, "access-key is empty")],
+    [
+        ({}, "cannot read"),
+        ({"access-key": "AK", "secret-key": ""}, "secret-key is empty"),
+        ({"access-key": "", "secret-key": SECRET}, "access-key is empty"),
+    ],
 )
-def test_broken_directory_says_what_is_wrong(tmp_path: Path, files: dict[str, str], words: str) -> None:
+def test_broken_directory_says_what_is_wrong(
+    tmp_path: Path, files: dict[str, str], words: str
+) -> None:
     d = tmp_path / "mount"
     d.mkdir()
     for name, text in files.items():
@@ -64,11 +78,15 @@ def test_scpconf_credentials_json(tmp_path: Path) -> None:
     (conf / "credentials.json").write_text(json.dumps({"access-key": "AK", "secret-key": SECRET}))
     creds = provider(tmp_path).get()
     assert creds.access_key == "AK"
-    assert creds.source == "~/.scpconf/credentials.json" or creds.source.endswith("credentials.json")
+    assert creds.source == "~/.scpconf/credentials.json" or creds.source.endswith(
+        "credentials.json"
+    )
 
 
-@pytest.mark.parametrize("text", ["{not json", "[]", json.dumps({"access-key": "AK"}),
-                                  json.dumps({"secret-key": SECRET})])
+@pytest.mark.parametrize(
+    "text",
+    ["{not json", "[]", json.dumps({"access-key": "AK"}), json.dumps({"secret-key": SECRET})],
+)
 def test_malformed_credentials_json(tmp_path: Path, text: str) -> None:
     conf = tmp_path / ".scpconf"
     conf.mkdir()
@@ -79,7 +97,7 @@ def test_malformed_credentials_json(tmp_path: Path, text: str) -> None:
 
 
 def test_nothing_configured_names_the_variables(tmp_path: Path) -> None:
-    with pytest.raises(CredentialsUnavailable, match="SCP_ACCESS_KEY.*SCP_CREDENTIALS_DIR"):
+    with pytest.raises(CredentialsUnavailable, match=r"SCP_ACCESS_KEY.*SCP_CREDENTIALS_DIR"):
         provider(tmp_path).get()
 
 

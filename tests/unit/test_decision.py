@@ -21,14 +21,16 @@ def answered(kind: Kind, status: int | None = None, **kw: object) -> Situation:
 
 # --- rows that decide without calling SCP ---------------------------------------------------
 
+
 def test_row_orphan_releases_without_a_call() -> None:
     d = decide(dataclasses.replace(BASE, policy=DeletionPolicy.ORPHAN))
     assert (d.action, d.reason, d.warning) == (Action.RELEASE, "Orphaned", False)
 
 
 def test_row_orphan_wins_over_everything_even_protection_and_sharing() -> None:
-    s = dataclasses.replace(BASE, policy=DeletionPolicy.ORPHAN, protected=True, sharers=("a/b",),
-                            crd=CrdState.UNKNOWN)
+    s = dataclasses.replace(
+        BASE, policy=DeletionPolicy.ORPHAN, protected=True, sharers=("a/b",), crd=CrdState.UNKNOWN
+    )
     assert decide(s).action is Action.RELEASE
 
 
@@ -71,6 +73,7 @@ def test_confirm_mode_after_acceptance_calls_get_not_delete() -> None:
 
 # --- rows decided by SCP's answer -----------------------------------------------------------
 
+
 def test_row_202_releases() -> None:
     d = decide(answered(Kind.ACCEPTED, 202))
     assert (d.action, d.reason, d.warning) == (Action.RELEASE, "DeleteAccepted", False)
@@ -80,8 +83,9 @@ def test_row_202_in_confirm_mode_keeps_until_404() -> None:
     s = dataclasses.replace(answered(Kind.ACCEPTED, 202), confirm=True)
     d = decide(s)
     assert (d.action, d.reason, d.delay) == (Action.HOLD, "AwaitingConfirmation", 10)
-    present = dataclasses.replace(s, accepted_before=True,
-                                  outcome=Outcome(Kind.FOUND, 200, body={"state": "DELETING"}))
+    present = dataclasses.replace(
+        s, accepted_before=True, outcome=Outcome(Kind.FOUND, 200, body={"state": "DELETING"})
+    )
     assert decide(present).action is Action.HOLD
     gone = dataclasses.replace(s, accepted_before=True, outcome=Outcome(Kind.GONE, 404))
     d = decide(gone)
@@ -90,8 +94,13 @@ def test_row_202_in_confirm_mode_keeps_until_404() -> None:
 
 
 def test_confirm_mode_reports_a_server_stuck_in_error() -> None:
-    s = dataclasses.replace(BASE, confirm=True, accepted_before=True, timing=TIMING,
-                            outcome=Outcome(Kind.FOUND, 200, body={"state": "ERROR"}))
+    s = dataclasses.replace(
+        BASE,
+        confirm=True,
+        accepted_before=True,
+        timing=TIMING,
+        outcome=Outcome(Kind.FOUND, 200, body={"state": "ERROR"}),
+    )
     d = decide(s)
     assert (d.action, d.reason, d.warning) == (Action.HOLD, "DeletionFailed", True)
 
@@ -104,16 +113,24 @@ def test_row_404_releases() -> None:
 def test_row_409_holds_with_fast_backoff_and_names_the_causes() -> None:
     d = decide(answered(Kind.CONFLICT, 409, detail="Server is locked"))
     assert (d.action, d.reason, d.warning) == (Action.HOLD, "Conflict", True)
-    for cause in ("locked", "File Storage", "LB server group", "Backup", "Server is locked",
-                  "Orphan"):
+    for cause in (
+        "locked",
+        "File Storage",
+        "LB server group",
+        "Backup",
+        "Server is locked",
+        "Orphan",
+    ):
         assert cause in d.message
     assert d.delay is not None
     assert 2.5 <= d.delay <= 5
 
 
 def test_row_409_backoff_grows_to_the_cap() -> None:
-    delays = [decide(dataclasses.replace(answered(Kind.CONFLICT, 409), attempt=n, jitter=0.999))
-              .delay for n in range(12)]
+    delays = [
+        decide(dataclasses.replace(answered(Kind.CONFLICT, 409), attempt=n, jitter=0.999)).delay
+        for n in range(12)
+    ]
     assert delays == sorted(delays)
     assert delays[-1] == pytest.approx(900, rel=0.01)
 
@@ -140,8 +157,9 @@ def test_row_403_holds_slowly_and_names_iam_permission() -> None:
     assert d.delay >= 30
 
 
-@pytest.mark.parametrize(("kind", "reason"), [(Kind.THROTTLED, "Throttled"),
-                                              (Kind.UNAVAILABLE, "ScpUnavailable")])
+@pytest.mark.parametrize(
+    ("kind", "reason"), [(Kind.THROTTLED, "Throttled"), (Kind.UNAVAILABLE, "ScpUnavailable")]
+)
 def test_row_429_5xx_network_hold_and_honour_retry_after(kind: Kind, reason: str) -> None:
     d = decide(answered(kind, 503, retry_after=120.0))
     assert (d.action, d.reason) == (Action.HOLD, reason)
@@ -151,8 +169,10 @@ def test_row_429_5xx_network_hold_and_honour_retry_after(kind: Kind, reason: str
     assert d.delay <= 5
 
 
-@pytest.mark.parametrize(("kind", "reason"), [(Kind.REJECTED, "Rejected"),
-                                              (Kind.NO_CREDENTIALS, "CredentialsUnavailable")])
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [(Kind.REJECTED, "Rejected"), (Kind.NO_CREDENTIALS, "CredentialsUnavailable")],
+)
 def test_row_other_answers_and_missing_credentials_hold_slowly(kind: Kind, reason: str) -> None:
     d = decide(answered(kind, 400 if kind is Kind.REJECTED else None, detail="x"))
     assert (d.action, d.reason, d.warning) == (Action.HOLD, reason, True)
@@ -176,8 +196,13 @@ def test_release_only_on_202_404_orphan_or_crd_cascade(kind: Kind | None) -> Non
         DeletionPolicy, [False, True], CrdState, [(), ("x/y",)], [False, True], [False, True]
     ):
         s = Situation(
-            server_id=SID, policy=policy, protected=protected, crd=crd, sharers=sharers,
-            confirm=confirm, accepted_before=accepted,
+            server_id=SID,
+            policy=policy,
+            protected=protected,
+            crd=crd,
+            sharers=sharers,
+            confirm=confirm,
+            accepted_before=accepted,
             outcome=None if kind is None else Outcome(kind, 200, body={"state": "ACTIVE"}),
         )
         d = decide(s)
@@ -189,7 +214,12 @@ def test_release_only_on_202_404_orphan_or_crd_cascade(kind: Kind | None) -> Non
         allowed = (
             policy is DeletionPolicy.ORPHAN
             or crd in (CrdState.TERMINATING, CrdState.GONE)
-            or (kind in RELEASING_KINDS and not protected and not sharers
-                and crd is CrdState.PRESENT and not (confirm and kind is Kind.ACCEPTED))
+            or (
+                kind in RELEASING_KINDS
+                and not protected
+                and not sharers
+                and crd is CrdState.PRESENT
+                and not (confirm and kind is Kind.ACCEPTED)
+            )
         )
         assert allowed, (s, d)

@@ -73,7 +73,9 @@ def test_names_match_the_design(crd: dict[str, Any]) -> None:
         (("status", "conditions", "[]"), Condition),
     ],
 )
-def test_fields_agree(schema: dict[str, Any], path: tuple[str, ...], model: type[BaseModel]) -> None:
+def test_fields_agree(
+    schema: dict[str, Any], path: tuple[str, ...], model: type[BaseModel]
+) -> None:
     node = schema
     for part in path:
         node = node["items"] if part == "[]" else node["properties"][part]

@@ -32,8 +32,11 @@ def test_status_codes_map_to_kinds(method: str, status: int, kind: Kind) -> None
 
 def test_scp_error_detail_is_kept() -> None:
     o = outcomes.from_response(
-        method="DELETE", status=409, headers={},
-        content=b'{"errors":[{"status":409,"detail":"Cannot terminate due to associated resources"}]}',
+        method="DELETE",
+        status=409,
+        headers={},
+        content=b'{"errors":[{"status":409,"detail":"Cannot terminate due to associated '
+        b'resources"}]}',
     )
     assert o.kind is Kind.CONFLICT
     assert o.detail == "Cannot terminate due to associated resources"
@@ -41,11 +44,16 @@ def test_scp_error_detail_is_kept() -> None:
 
 
 def test_detail_as_list_and_validation_list_shapes() -> None:
-    o = outcomes.from_response(method="DELETE", status=401, headers={},
-                               content=b'{"errors":[{"detail":["a","b"]}]}')
+    o = outcomes.from_response(
+        method="DELETE", status=401, headers={}, content=b'{"errors":[{"detail":["a","b"]}]}'
+    )
     assert o.detail == "a; b"
-    o = outcomes.from_response(method="GET", status=400, headers={},
-                               content=b'[{"loc":["path","server_id"],"msg":"bad uuid","type":"x"}]')
+    o = outcomes.from_response(
+        method="GET",
+        status=400,
+        headers={},
+        content=b'[{"loc":["path","server_id"],"msg":"bad uuid","type":"x"}]',
+    )
     assert o.detail == "path.server_id: bad uuid"
 
 
@@ -59,8 +67,9 @@ def test_non_json_bodies_never_break_and_never_leak_markup(content: bytes) -> No
 
 
 def test_long_details_are_shortened() -> None:
-    o = outcomes.from_response(method="DELETE", status=409, headers={},
-                               content=b'{"message":"' + b"x" * 5000 + b'"}')
+    o = outcomes.from_response(
+        method="DELETE", status=409, headers={}, content=b'{"message":"' + b"x" * 5000 + b'"}'
+    )
     assert o.detail is not None
     assert len(o.detail) <= outcomes.MAX_DETAIL
 
@@ -84,7 +93,8 @@ def test_retry_after_http_date() -> None:
 
     now = email.utils.parsedate_to_datetime(value).timestamp() - 12
     assert outcomes.parse_retry_after(value, now=now) == pytest.approx(12.0)
-    o = outcomes.from_response(method="DELETE", status=429, headers={"retry-after": "3"},
-                               content=b"")
+    o = outcomes.from_response(
+        method="DELETE", status=429, headers={"retry-after": "3"}, content=b""
+    )
     assert o.kind is Kind.THROTTLED
     assert o.retry_after == 3.0

@@ -54,7 +54,9 @@ def test_invalid_value_of_a_secret_is_not_echoed(monkeypatch: pytest.MonkeyPatch
     assert "TOPSECRET" not in str(info.value)
 
 
-def test_endpoint_override_and_version_prefixes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_endpoint_override_and_version_prefixes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SCP_ENDPOINT", "http://127.0.0.1:9/")
     monkeypatch.setenv("SCP_API_VERSION", "virtualserver 1.2")
     monkeypatch.setenv("SCP_REGION", "kr-south1")  # irrelevant with an explicit endpoint

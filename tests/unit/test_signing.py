@@ -30,15 +30,20 @@ def test_method_is_upper_cased_and_account_id_is_signed() -> None:
         method="DELETE", **common
     )
     expected = base64.b64encode(
-        hmac.new(b"S", f"DELETE{KAV_URL}1Aacc" "Openapi".encode(), hashlib.sha256).digest()
+        hmac.new(b"S", f"DELETE{KAV_URL}1AaccOpenapi".encode(), hashlib.sha256).digest()
     ).decode()
     assert signing.sign(method="DELETE", account_id="acc", **common) == expected
 
 
 def test_signed_headers_carry_every_scp_header_with_a_fresh_timestamp() -> None:
     headers = signing.signed_headers(
-        method="DELETE", url=KAV_URL, access_key="A", secret_key="S", api_version="1.3",
-        language="ko-KR", clock=lambda: 1605290625.682,
+        method="DELETE",
+        url=KAV_URL,
+        access_key="A",
+        secret_key="S",
+        api_version="1.3",
+        language="ko-KR",
+        clock=lambda: 1605290625.682,
     )
     assert headers["Scp-Timestamp"] == "1605290625682"
     assert headers["Scp-ClientType"] == "Openapi"
@@ -47,16 +52,26 @@ def test_signed_headers_carry_every_scp_header_with_a_fresh_timestamp() -> None:
     assert headers["Scp-Accesskey"] == "A"
     assert "Scp-AccountId" not in headers
     later = signing.signed_headers(
-        method="DELETE", url=KAV_URL, access_key="A", secret_key="S", api_version="1.3",
-        language="ko-KR", clock=lambda: 1605290626.0,
+        method="DELETE",
+        url=KAV_URL,
+        access_key="A",
+        secret_key="S",
+        api_version="1.3",
+        language="ko-KR",
+        clock=lambda: 1605290626.0,
     )
     assert later["Scp-Signature"] != headers["Scp-Signature"]
 
 
 def test_secret_never_appears_in_headers() -> None:
     headers = signing.signed_headers(
-        method="GET", url=KAV_URL, access_key="A", secret_key="TOPSECRET", account_id="x",
-        api_version="1.3", language="en-US",
+        method="GET",
+        url=KAV_URL,
+        access_key="A",
+        secret_key="TOPSECRET",
+        account_id="x",
+        api_version="1.3",
+        language="en-US",
     )
     assert all("TOPSECRET" not in v for v in headers.values())
     assert headers["Scp-AccountId"] == "x"

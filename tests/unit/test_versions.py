@@ -36,12 +36,14 @@ def test_deprecated_before_its_date_still_warns() -> None:
 
 def test_live_list_is_parsed_leniently() -> None:
     table = versions.parse_version_list(
-        {"versions": [
-            {"id": "v1.3", "status": "current", "not_before": None},
-            {"id": "v1.2", "status": "SUPPORTED", "not_before": "20260831"},
-            {"id": "v1.1", "status": "weird", "not_before": "not a date"},
-            {"junk": True},
-        ]}
+        {
+            "versions": [
+                {"id": "v1.3", "status": "current", "not_before": None},
+                {"id": "v1.2", "status": "SUPPORTED", "not_before": "20260831"},
+                {"id": "v1.1", "status": "weird", "not_before": "not a date"},
+                {"junk": True},
+            ]
+        }
     )
     assert table["1.3"].status is versions.Status.CURRENT
     assert table["1.2"].supported_until == datetime.date(2026, 8, 31)
@@ -57,4 +59,6 @@ def test_a_root_without_a_version_list_is_refused(payload: object) -> None:
 
 def test_version_missing_from_live_list_warns() -> None:
     table = versions.parse_version_list({"versions": [{"id": "v1.4", "status": "CURRENT"}]})
-    assert "not in the service's version list" in (versions.support_warning("1.3", table, TODAY) or "")
+    assert "not in the service's version list" in (
+        versions.support_warning("1.3", table, TODAY) or ""
+    )

@@ -64,9 +64,7 @@ def classify(status: int, *, method: str) -> Kind:
     return Kind.REJECTED
 
 
-def from_response(
-    *, method: str, status: int, content: bytes, headers: dict[str, str]
-) -> Outcome:
+def from_response(*, method: str, status: int, content: bytes, headers: dict[str, str]) -> Outcome:
     """Build an outcome from a raw answer; never raises, whatever the body holds."""
     kind = classify(status, method=method)
     parsed = _json(content)

@@ -1,0 +1,103 @@
+{{/* Chart name, truncated to the 63 characters a label value may hold. */}}
+{{- define "scp-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the prefix of every namespaced and cluster-scoped object of the release. */}}
+{{- define "scp-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "scp-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "scp-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scp-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "scp-operator.labels" -}}
+helm.sh/chart: {{ include "scp-operator.chart" . }}
+{{ include "scp-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: scp-operator
+{{- end }}
+
+{{- define "scp-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "scp-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference: repository@digest, else repository:tag (tag defaults to appVersion). */}}
+{{- define "scp-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the chart creates the credentials Secret from values. */}}
+{{- define "scp-operator.createCredentials" -}}
+{{- $c := .Values.credentials }}
+{{- if and $c.accessKey $c.secretKey }}true
+{{- else if or $c.accessKey $c.secretKey }}
+{{- fail "credentials: credentials.accessKey and credentials.secretKey must be set together" }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the SCP keys: created from values, else the existing one. */}}
+{{- define "scp-operator.credentialsSecretName" -}}
+{{- if include "scp-operator.createCredentials" . }}
+{{- printf "%s-credentials" (include "scp-operator.fullname" .) }}
+{{- else }}
+{{- required "credentials: set credentials.existingSecret to the name of a Secret with the SCP keys, or set credentials.accessKey and credentials.secretKey" .Values.credentials.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Watched namespaces, validated (exact names only: Kopf globs would need namespace reads). */}}
+{{- define "scp-operator.watchNamespaces" -}}
+{{- range .Values.watchNamespaces }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .) }}
+{{- fail (printf "watchNamespaces: %q is not a namespace name (exact names only, no patterns)" .) }}
+{{- end }}
+{{- end }}
+{{- .Values.watchNamespaces | uniq | toJson }}
+{{- end }}
+
+{{/* Arguments of `scp-operator run` (the image's ENTRYPOINT is scp-operator). */}}
+{{- define "scp-operator.args" -}}
+- run
+- --standalone
+- --liveness=http://0.0.0.0:{{ .Values.healthPort }}/healthz
+- --log-format={{ .Values.operator.logFormat }}
+{{- with .Values.operator.logLevel }}
+{{- if eq . "quiet" }}
+- --quiet
+{{- else if eq . "verbose" }}
+- --verbose
+{{- else if eq . "debug" }}
+- --debug
+{{- end }}
+{{- end }}
+{{- range (include "scp-operator.watchNamespaces" . | fromJsonArray) }}
+- --namespace={{ . }}
+{{- end }}
+{{- range .Values.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
