@@ -9,6 +9,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Fixtures of the e2e tier that tests and benchmarks share (registered here: pytest_plugins is
+# only honoured in the root conftest).
+pytest_plugins = ["tests.e2e.operator_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_scp_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

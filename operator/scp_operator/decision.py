@@ -60,6 +60,8 @@ class Situation:
     jitter: float = 0.5  # in [0, 1), drawn by the caller
     confirm: bool = False  # confirm mode: keep the finalizer after 202 until GET says 404
     accepted_before: bool = False  # SCP accepted a DELETE in an earlier attempt
+    dry_run: bool = False  # never DELETE: say what would be deleted, and hold
+    budget_wait: float | None = None  # blast-radius limit reached: seconds until a slot frees
     timing: Timing = dataclasses.field(default_factory=Timing)
 
 
@@ -79,6 +81,7 @@ CONFLICT_CAUSES = (
     "group (unless created by an Auto-Scaling Group) or a Backup is connected"
 )
 ORPHAN_HINT = "set spec.deletionPolicy: Orphan to let the object go and keep the server"
+BYPASS_ANNOTATION = "virtualserver.scp.dev/bypass-deletion-budget"
 
 
 def decide(s: Situation) -> Decision:
@@ -124,6 +127,26 @@ def decide(s: Situation) -> Decision:
     if s.outcome is None:
         if s.confirm and s.accepted_before:
             return Decision(Action.CALL_GET, "AwaitingConfirmation", f"checking server {sid}")
+        if s.dry_run:
+            return Decision(
+                Action.HOLD,
+                "DryRun",
+                f"dry run: would delete server {sid}; nothing was deleted (unset "
+                f"SCP_OPERATOR_DRY_RUN to delete, or {ORPHAN_HINT})",
+                delay=s.timing.hold_recheck,
+                warning=True,
+            )
+        if s.budget_wait is not None:
+            return Decision(
+                Action.HOLD,
+                "DeletionBudgetExhausted",
+                f"blast-radius limit reached (SCP_OPERATOR_MAX_DELETIONS_PER_WINDOW): server "
+                f"{sid} waits for the window to move on; to let this object go now, annotate "
+                f"it {BYPASS_ANNOTATION}=true",
+                # re-checked at least every hold_recheck, so a bypass annotation is seen soon
+                delay=min(s.budget_wait, s.timing.hold_recheck),
+                warning=True,
+            )
         return Decision(Action.CALL_DELETE, "Deleting", f"deleting server {sid}")
     return _after_answer(s, s.outcome)
 

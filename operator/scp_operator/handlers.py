@@ -14,11 +14,18 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from scp_operator import conditions, events
+from scp_operator import conditions, events, metrics
 from scp_operator import runtime as runtime_mod
 from scp_operator import settings as settings_mod
 from scp_operator.constants import ANNOTATION_PREFIX, FINALIZER, GROUP, PLURAL, VERSION
-from scp_operator.decision import Action, CrdState, Decision, Situation, decide
+from scp_operator.decision import (
+    BYPASS_ANNOTATION,
+    Action,
+    CrdState,
+    Decision,
+    Situation,
+    decide,
+)
 from scp_operator.model import DeletionPolicy, VirtualServerSpec, is_protected
 from scp_operator.runtime import Runtime
 from scp_operator.scp.client import describe_body
@@ -62,24 +69,29 @@ async def configure(
         raise kopf.PermanentError(f"invalid settings: {exc}") from None
     runtime = runtime_mod.build(loaded)
     memo.runtime = runtime
+    memo.metrics_server = await metrics.start_server(loaded.operator.metrics_port)
     if loaded.operator.check_versions:
         warning = await runtime_mod.check_api_version(runtime.client)
         if warning:
             logger.warning(warning)
     logger.info(
-        "scp-operator ready: SCP API %s at %s, confirm mode %s",
+        "scp-operator ready: SCP API %s at %s, confirm mode %s%s",
         loaded.scp.api_version,
         loaded.scp.service_url(),
         "on" if loaded.operator.confirm_deletion else "off",
+        ", DRY RUN (nothing will be deleted)" if loaded.operator.dry_run else "",
     )
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    """Close the SCP connection pool."""
+    """Close the SCP connection pool and the metrics endpoint."""
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()
+    server = memo.get("metrics_server")
+    if server is not None:
+        await server.cleanup()
 
 
 @kopf.index(*RESOURCE)
@@ -212,6 +224,8 @@ async def release_orphans(
             decision, body=body, status=status, meta=meta, patch=patch, memo=memo, runtime=runtime
         )
         patch.fns.append(_remove_finalizer)
+        runtime.blocked.released(str(meta.get("uid")))
+        metrics.DELETIONS.labels(decision.reason).inc()
 
 
 def _remove_finalizer(raw: kopf.RawBody) -> None:
@@ -264,24 +278,37 @@ async def delete_server(
         jitter=_rng.random(),
         confirm=op.confirm_deletion,
         accepted_before=bool(deletion.get("acceptedTime")),
+        dry_run=op.dry_run,
         timing=runtime.timing,
     )
     if situation.policy is not DeletionPolicy.ORPHAN:
         situation = dataclasses.replace(situation, crd=await runtime.crd.state())
+    # No await between the budget check and spending it: concurrent handlers cannot both pass.
+    bypass = (meta.get("annotations") or {}).get(BYPASS_ANNOTATION) == "true"
+    situation = dataclasses.replace(
+        situation, budget_wait=None if bypass else runtime.budget.wait_time()
+    )
     decision = decide(situation)
     if decision.action in (Action.CALL_DELETE, Action.CALL_GET):
+        if decision.action is Action.CALL_DELETE:
+            runtime.budget.spend()
         outcome = await _call(decision.action, runtime, parsed)
         deletion = _record(deletion, decision.action, outcome)
-        patch.status["deletion"] = deletion
         decision = decide(
             dataclasses.replace(
                 situation, outcome=outcome, accepted_before=bool(deletion.get("acceptedTime"))
             )
         )
         logger.info("SCP answered %s for server %s: %s", outcome.describe(), sid, decision.action)
+        if decision.action is Action.HOLD:  # a released object vanishes: no status write
+            patch.status["deletion"] = deletion
     _report(decision, body=body, status=status, meta=meta, patch=patch, memo=memo, runtime=runtime)
     if decision.action is Action.HOLD:
+        runtime.blocked.held(uid, decision.reason)
+        metrics.RETRIES.labels(decision.reason).inc()
         raise kopf.TemporaryError(decision.message, delay=decision.delay or 60)
+    runtime.blocked.released(uid)
+    metrics.DELETIONS.labels(decision.reason).inc()
     if decision.action is not Action.RELEASE:  # pragma: no cover - decide() never returns CALL_*
         raise kopf.TemporaryError(f"internal: unexpected action {decision.action}", delay=60)
 
@@ -319,16 +346,20 @@ def _report(
     memo: kopf.Memo,
     runtime: Runtime,
 ) -> None:
-    """Write the Deleting condition and post the event (throttled)."""
-    state = "True" if decision.action is Action.HOLD else "False"
-    patch.status["conditions"] = conditions.set_condition(
-        patch.status.get("conditions") or status.get("conditions"),
-        type="Deleting",
-        status=state,
-        reason=decision.reason,
-        message=decision.message,
-        generation=meta.get("generation"),
-    )
+    """Write the Deleting condition (unless releasing) and post the event (throttled).
+
+    A released object is about to vanish, so its status is not written: one fewer API write per
+    deleted object, and the event still tells what happened.
+    """
+    if decision.action is Action.HOLD:
+        patch.status["conditions"] = conditions.set_condition(
+            patch.status.get("conditions") or status.get("conditions"),
+            type="Deleting",
+            status="True",
+            reason=decision.reason,
+            message=decision.message,
+            generation=meta.get("generation"),
+        )
     events.post(
         body,
         memo,

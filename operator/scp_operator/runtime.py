@@ -6,10 +6,13 @@ import dataclasses
 import datetime
 import logging
 
+from scp_operator import metrics
 from scp_operator.backoff import Schedule
 from scp_operator.credentials import CredentialsProvider
 from scp_operator.decision import Timing
 from scp_operator.kube import CrdReader
+from scp_operator.limits import DeletionBudget, RequestLimiter
+from scp_operator.metrics import BlockedTracker
 from scp_operator.scp import versions
 from scp_operator.scp.client import ScpClient
 from scp_operator.settings import Settings
@@ -25,6 +28,8 @@ class Runtime:
     client: ScpClient
     crd: CrdReader
     timing: Timing
+    budget: DeletionBudget
+    blocked: BlockedTracker = dataclasses.field(default_factory=BlockedTracker)
 
     async def aclose(self) -> None:
         """Release network resources."""
@@ -46,6 +51,7 @@ def build(settings: Settings) -> Runtime:
         timeout=op.http_timeout,
         max_connections=op.max_connections,
         ca_bundle=scp.ca_bundle,
+        limiter=RequestLimiter(op.max_concurrent_requests, op.max_requests_per_second),
     )
     timing = Timing(
         fast=Schedule(op.backoff_base, op.backoff_cap),
@@ -53,21 +59,29 @@ def build(settings: Settings) -> Runtime:
         hold_recheck=op.hold_recheck_interval,
         confirm_poll=op.confirm_poll_interval,
     )
-    return Runtime(settings=settings, client=client, crd=CrdReader(), timing=timing)
+    budget = DeletionBudget(op.max_deletions_per_window, op.deletion_window)
+    return Runtime(settings=settings, client=client, crd=CrdReader(), timing=timing, budget=budget)
 
 
 async def check_api_version(client: ScpClient, today: datetime.date | None = None) -> str | None:
     """Read the live version list and return a warning for the configured version, if any.
 
     Falls back to the built-in table when the list cannot be read, so the deprecation warning is
-    given either way.
+    given either way. Also sets the ``api_version_info`` metric.
     """
     today = today or datetime.datetime.now(datetime.UTC).date()
     try:
         table = await client.list_versions()
     except ValueError as exc:
-        logger.warning(
-            "Cannot read SCP's live API version list (%s); using the built-in table", exc
-        )
+        logger.warning("Cannot read SCP's live version list (%s); using the built-in table", exc)
         table = dict(versions.BUILTIN)
-    return versions.support_warning(client.api_version, table, today)
+    warning = versions.support_warning(client.api_version, table, today)
+    info = table.get(client.api_version)
+    if info is None:
+        support = "unlisted"
+    elif warning and "past its" in warning:
+        support = "expired"
+    else:
+        support = info.status.value.lower()
+    metrics.API_VERSION.labels(client.api_version, support).set(1)
+    return warning

@@ -114,6 +114,24 @@ class OperatorSettings(BaseSettings):
         900.0, ge=0, description="Repeat an unchanged warning event at most this often (s)."
     )
     check_versions: bool = Field(True, description="Read SCP's live version list at startup.")
+    max_concurrent_requests: int = Field(
+        16, ge=1, le=1000, description="SCP requests in flight at most, across all objects."
+    )
+    max_requests_per_second: float = Field(
+        0.0, ge=0, description="SCP request rate limit (token bucket); 0 means no limit."
+    )
+    metrics_port: int = Field(
+        9090, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0 disables."
+    )
+    dry_run: bool = Field(
+        False, description="Never call DELETE: report what would be deleted and hold."
+    )
+    max_deletions_per_window: int = Field(
+        0, ge=0, description="Blast-radius limit: DELETE calls per window; 0 means no limit."
+    )
+    deletion_window: float = Field(
+        3600.0, gt=0, description="Length (s) of the blast-radius window."
+    )
 
     @model_validator(mode="after")
     def _caps(self) -> OperatorSettings:

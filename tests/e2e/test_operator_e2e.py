@@ -14,8 +14,6 @@ from scp_testenv import ControlPlane, KubectlError
 from scp_testenv.operator_process import OperatorProcess
 from tests.e2e.operator_fixtures import Cluster, wait_for
 
-pytest_plugins = ["tests.e2e.operator_fixtures"]
-
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 
 

@@ -223,3 +223,24 @@ def test_release_only_on_202_404_orphan_or_crd_cascade(kind: Kind | None) -> Non
             )
         )
         assert allowed, (s, d)
+
+
+def test_dry_run_holds_before_any_delete_and_says_what_it_would_do() -> None:
+    d = decide(dataclasses.replace(BASE, dry_run=True, timing=TIMING))
+    assert (d.action, d.reason, d.warning) == (Action.HOLD, "DryRun", True)
+    assert f"would delete server {SID}" in d.message
+    # dry run never stands in the way of letting go without a call
+    assert (
+        decide(dataclasses.replace(BASE, dry_run=True, policy=DeletionPolicy.ORPHAN)).action
+        is Action.RELEASE
+    )
+
+
+def test_blast_radius_budget_holds_until_a_slot_frees() -> None:
+    d = decide(dataclasses.replace(BASE, budget_wait=30.0, timing=TIMING))
+    assert (d.action, d.reason, d.delay) == (Action.HOLD, "DeletionBudgetExhausted", 30.0)
+    d = decide(dataclasses.replace(BASE, budget_wait=3000.0, timing=TIMING))
+    assert d.delay == TIMING.hold_recheck  # re-checked often enough to see a bypass
+    assert "bypass-deletion-budget" in d.message
+    confirm = dataclasses.replace(BASE, budget_wait=123.0, confirm=True, accepted_before=True)
+    assert decide(confirm).action is Action.CALL_GET  # a confirming GET deletes nothing

@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 
+from scp_operator import metrics
 from scp_operator.credentials import CredentialsProvider, CredentialsUnavailable
+from scp_operator.limits import RequestLimiter
 from scp_operator.scp import endpoints, outcomes, signing, versions
 from scp_operator.scp.outcomes import Kind, Outcome
 
@@ -41,6 +43,7 @@ class ScpClient:
         ca_bundle: Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        limiter: RequestLimiter | None = None,
     ) -> None:
         self._credentials = credentials
         self._base_url = base_url
@@ -49,6 +52,7 @@ class ScpClient:
         self._language = language
         self._clock = clock
         self._verified: set[str] = set()
+        self._limiter = limiter or RequestLimiter(max_connections)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(
@@ -106,9 +110,12 @@ class ScpClient:
         """The service root's live version list (unsigned); raises ValueError when unreadable."""
         url = self._base_url(region) + "/"
         try:
-            response = await self._http.get(url, headers={"Accept-Language": self._language})
+            async with self._limiter:
+                response = await self._http.get(url, headers={"Accept-Language": self._language})
         except httpx.HTTPError as exc:
+            metrics.SCP_REQUESTS.labels("GET", "error").inc()
             raise ValueError(f"cannot reach {url}: {_transport_words(exc)}") from None
+        metrics.SCP_REQUESTS.labels("GET", str(response.status_code)).inc()
         if response.status_code != 200:
             raise ValueError(f"{url} answered {response.status_code}")
         try:
@@ -134,27 +141,38 @@ class ScpClient:
             creds = self._credentials.get()
         except CredentialsUnavailable as exc:
             return Outcome(Kind.NO_CREDENTIALS, None, str(exc))
-        headers = signing.signed_headers(
-            method=method,
-            url=url,
-            access_key=creds.access_key,
-            secret_key=creds.secret_key.get_secret_value(),
-            account_id=self._account_id,
-            api_version=self.api_version,
-            language=self._language,
-            clock=self._clock,
-        )
-        request = self._http.build_request(method, url, headers=headers)
-        if str(request.url) != url:  # what is signed must be exactly what is sent
-            return Outcome(Kind.REJECTED, None, "internal error: URL changed after signing")
+        started = time.monotonic()
         try:
-            response = await self._http.send(request, stream=True)
-            try:
-                content = await _read_capped(response)
-            finally:
-                await response.aclose()
+            async with self._limiter:
+                metrics.SCP_IN_FLIGHT.inc()
+                try:
+                    # Signed inside the limiter, so a request that waited is not sent stale.
+                    headers = signing.signed_headers(
+                        method=method,
+                        url=url,
+                        access_key=creds.access_key,
+                        secret_key=creds.secret_key.get_secret_value(),
+                        account_id=self._account_id,
+                        api_version=self.api_version,
+                        language=self._language,
+                        clock=self._clock,
+                    )
+                    request = self._http.build_request(method, url, headers=headers)
+                    if str(request.url) != url:  # what is signed must be exactly what is sent
+                        return Outcome(Kind.REJECTED, None, "internal: URL changed after signing")
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        content = await _read_capped(response)
+                    finally:
+                        await response.aclose()
+                finally:
+                    metrics.SCP_IN_FLIGHT.dec()
         except httpx.HTTPError as exc:
+            metrics.SCP_REQUESTS.labels(method, "error").inc()
             return Outcome(Kind.UNAVAILABLE, None, _transport_words(exc))
+        finally:
+            metrics.SCP_LATENCY.labels(method).observe(time.monotonic() - started)
+        metrics.SCP_REQUESTS.labels(method, str(response.status_code)).inc()
         outcome = outcomes.from_response(
             method=method,
             status=response.status_code,

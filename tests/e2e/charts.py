@@ -1,0 +1,246 @@
+"""Helpers for the chart tests: render and install ``helm/scp-operator`` with the real helm, run
+the operator the way the chart's Deployment would, and read the API server's audit log.
+
+The operator runs as a local process, not a pod (no kubelet here), but with exactly what the pod
+would get: the arguments of the Deployment's container, the environment of its ConfigMap, the
+credentials Secret written to a directory the way the kubelet mounts it (the volume's ``items``
+included), and a kubeconfig holding a real token of the chart's ServiceAccount (TokenRequest).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scp_testenv import ControlPlane
+from tests.conftest import REPO
+
+CHART = REPO / "helm" / "scp-operator"
+OPERATOR = Path(sys.executable).parent / "scp-operator"
+
+#: Audit policy: metadata of every request made by any service account (the chart's included).
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
+
+def values_file(directory: Path, name: str, values: Mapping[str, Any]) -> Path:
+    """Write Helm values to ``directory/name.yaml``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(dict(values), sort_keys=True))
+    return path
+
+
+def render(
+    cp: ControlPlane, values: Path, *, release: str = "scp", namespace: str = "scp-system"
+) -> list[dict[str, Any]]:
+    """``helm template`` with a values file; the manifests as dicts (hooks included)."""
+    out = cp.helm("template", release, str(CHART), "-n", namespace, "-f", str(values)).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def find(manifests: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    """The one manifest of ``kind`` (and ``name``); fails the test if there is not exactly one."""
+    found = [
+        m
+        for m in manifests
+        if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
+    return found[0]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(cp: ControlPlane, *args: str, kubeconfig: Path | None = None) -> Any:
+    return json.loads(cp.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
+
+
+def service_account_kubeconfig(cp: ControlPlane, namespace: str, name: str) -> Path:
+    """A kubeconfig with a real token (TokenRequest) of an existing ServiceAccount."""
+    token = cp.kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
+    return cp.kubeconfig_for_token(token, f"{namespace}-{name}")
+
+
+def wait_for(what: str, probe: Any, timeout: float = 60.0, interval: float = 0.3) -> Any:
+    """Poll ``probe()`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class OperatorProcess:
+    """A running operator started from a release's Deployment."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    health_url: str
+    args: list[str]
+    env: dict[str, str]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=2) as response:  # noqa: S310
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+
+def _container(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = container
+    return result
+
+
+def mount_credentials(
+    cp: ControlPlane, namespace: str, deployment: Mapping[str, Any], target: Path
+) -> Path:
+    """Write the credentials Secret into ``target`` as the kubelet would mount the volume."""
+    container = _container(deployment)
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    env_dir = None
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "secret" not in volume:
+            continue
+        assert "subPath" not in mount, "a subPath mount would never see a rotated Secret"
+        env_dir = mount["mountPath"]
+        secret = get_json(cp, "secret", volume["secret"]["secretName"], "-n", namespace)
+        data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+        items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
+        target.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            (target / item["path"]).write_bytes(data[item["key"]])
+    assert env_dir is not None, "the Deployment mounts no Secret"
+    return Path(env_dir)
+
+
+@contextlib.contextmanager
+def run_operator(
+    cp: ControlPlane, namespace: str, fullname: str, kubeconfig: Path, workdir: Path
+) -> Iterator[OperatorProcess]:
+    """Run ``scp-operator`` with the Deployment's args and env, as ``kubeconfig``'s identity."""
+    deployment = get_json(cp, "deployment", fullname, "-n", namespace)
+    container = _container(deployment)
+    (env_from,) = container["envFrom"]
+    config = get_json(cp, "configmap", env_from["configMapRef"]["name"], "-n", namespace)["data"]
+    credentials = workdir / "credentials"
+    mounted_at = mount_credentials(cp, namespace, deployment, credentials)
+    assert config["SCP_CREDENTIALS_DIR"] == str(mounted_at), "settings and mount disagree"
+
+    port = free_port()
+    args = [
+        f"--liveness=http://127.0.0.1:{port}/healthz" if a.startswith("--liveness=") else a
+        for a in container["args"]
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCP_")}
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    env.update(config)
+    env["SCP_CREDENTIALS_DIR"] = str(credentials)
+    env["KUBECONFIG"] = str(kubeconfig)
+    log_path = workdir / "operator.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(OPERATOR), *args], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    running = OperatorProcess(process, log_path, f"http://127.0.0.1:{port}/healthz", args, env)
+    try:
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class AuditedRequest:
+    """One API request as the audit log records it (metadata level)."""
+
+    user: str
+    verb: str
+    group: str
+    resource: str
+    namespace: str
+    name: str
+    code: int
+    uri: str
+
+    @property
+    def is_resource(self) -> bool:
+        return bool(self.resource)
+
+
+def audited_requests(log: Path, user: str) -> list[AuditedRequest]:
+    """The completed requests ``user`` made, from the API server's JSON-lines audit log."""
+    found = []
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("stage") != "ResponseComplete" or event["user"]["username"] != user:
+            continue
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", "")
+        if ref.get("subresource"):
+            resource = f"{resource}/{ref['subresource']}"
+        found.append(
+            AuditedRequest(
+                user=user,
+                verb=event["verb"],
+                group=ref.get("apiGroup", ""),
+                resource=resource,
+                namespace=ref.get("namespace", ""),
+                name=ref.get("name", ""),
+                code=int(event.get("responseStatus", {}).get("code", 0)),
+                uri=event["requestURI"],
+            )
+        )
+    return found
+
+
+def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) triples a list of RBAC rules grants (no wildcards expected)."""
+    triples = set()
+    for rule in rules:
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                for verb in rule["verbs"]:
+                    assert "*" not in (group, resource, verb), f"wildcard in {rule}"
+                    triples.add((group, resource, verb))
+    return triples

@@ -1,0 +1,107 @@
+"""Dry run, the blast-radius budget, and the metrics endpoint, through the real operator."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import httpx
+import pytest
+
+from scp_emulator.server import EmulatorServer
+from tests.operator.conftest import eventually, running_operator
+from tests.operator.kube import condition, create, delete, obj, patch
+
+pytestmark = pytest.mark.operator
+
+
+def deletes(emu: EmulatorServer) -> list[Any]:
+    return emu.state.find_requests(method="DELETE")
+
+
+async def test_dry_run_reports_and_deletes_nothing(
+    k8s: Any,
+    emulator: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    posted: list[dict[str, Any]],
+) -> None:
+    sid = emulator.state.add_server(name="dry").id
+    async with running_operator(monkeypatch, emulator, SCP_OPERATOR_DRY_RUN="true"):
+        await create(k8s, "dry", sid)
+        await delete(k8s, "dry")
+        cond = await eventually(lambda: condition(k8s, "dry", "Deleting"), what="condition")
+        assert cond["reason"] == "DryRun"
+        assert f"would delete server {sid}" in cond["message"]
+        await eventually(lambda: any(e["reason"] == "DryRun" for e in posted), what="event")
+        assert obj(k8s, "dry") is not None
+    assert deletes(emulator) == []
+    assert emulator.state.get_server(sid) is not None
+
+
+async def test_blast_radius_budget_holds_the_excess_until_bypassed(
+    k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sids = [emulator.state.add_server(name=f"b{i}").id for i in range(3)]
+    async with running_operator(
+        monkeypatch,
+        emulator,
+        SCP_OPERATOR_MAX_DELETIONS_PER_WINDOW="1",
+        SCP_OPERATOR_DELETION_WINDOW="3600",
+    ):
+        for i, sid in enumerate(sids):
+            await create(k8s, f"b{i}", sid)
+        for i in range(3):
+            await delete(k8s, f"b{i}")
+        await eventually(
+            lambda: sum(obj(k8s, f"b{i}") is None for i in range(3)) == 1, what="one deleted"
+        )
+        held = [f"b{i}" for i in range(3) if obj(k8s, f"b{i}") is not None]
+        for name in held:
+            await eventually(
+                lambda name=name: (
+                    (condition(k8s, name, "Deleting") or {}).get("reason")
+                    == "DeletionBudgetExhausted"
+                ),
+                what=f"{name} held",
+            )
+        assert len({c.server_id for c in deletes(emulator)}) == 1
+        await patch(
+            k8s,
+            held[0],
+            {"metadata": {"annotations": {"virtualserver.scp.dev/bypass-deletion-budget": "true"}}},
+        )
+        await eventually(lambda: obj(k8s, held[0]) is None, within=30, what="bypassed one goes")
+        assert obj(k8s, held[1]) is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_metrics_endpoint_counts_requests_and_outcomes(
+    k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = _free_port()
+    sid = emulator.state.add_server(name="m").id
+    locked = emulator.state.add_server(name="ml", locked=True).id
+    async with running_operator(monkeypatch, emulator, SCP_OPERATOR_METRICS_PORT=str(port)):
+        await create(k8s, "m", sid)
+        await create(k8s, "ml", locked)
+        await delete(k8s, "m")
+        await delete(k8s, "ml")
+        await eventually(lambda: obj(k8s, "m") is None, what="deleted")
+        await eventually(
+            lambda: (condition(k8s, "ml", "Deleting") or {}).get("reason") == "Conflict",
+            what="blocked",
+        )
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert 'scp_operator_scp_requests_total{code="202",method="DELETE"}' in text
+    assert 'scp_operator_scp_requests_total{code="409",method="DELETE"}' in text
+    assert 'scp_operator_deletions_total{outcome="DeleteAccepted"}' in text
+    assert 'scp_operator_blocked_objects{reason="Conflict"} 1.0' in text
+    assert 'scp_operator_retries_total{reason="Conflict"}' in text
+    assert 'scp_operator_api_version_info{support="current",version="1.3"} 1.0' in text
+    assert "scp_operator_scp_request_duration_seconds_bucket" in text
