@@ -23,7 +23,8 @@ from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
 from scp_testenv import ControlPlane
 from scp_testenv.binaries import resolve_binaries
-from scp_testenv.operator_process import OperatorProcess
+from scp_testenv.controlplane import free_port
+from scp_testenv.operator_process import OperatorProcess, OperatorProcessError
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".sandbox"
@@ -153,6 +154,7 @@ def main() -> int:
         kubeconfig = WORK / "kubeconfig"
         kubeconfig.write_bytes(cp.kubeconfig.read_bytes())
         say("Operator: scp-operator run, pointed at the emulator")
+        metrics_port = free_port()
         op = OperatorProcess(
             kubeconfig=cp.kubeconfig,
             log_path=WORK / "operator.log",
@@ -164,10 +166,14 @@ def main() -> int:
                 "SCP_OPERATOR_BACKOFF_BASE": "2",
                 "SCP_OPERATOR_BACKOFF_CAP": "10",
                 "SCP_OPERATOR_HOLD_RECHECK_INTERVAL": "5",
+                "SCP_OPERATOR_METRICS_PORT": str(metrics_port),
             },
         )
         op.start()
-        print(f"operator log: {op.log_path.relative_to(REPO)}")
+        print(
+            f"operator log: {op.log_path.relative_to(REPO)}; "
+            f"metrics: http://127.0.0.1:{metrics_port}/metrics"
+        )
         cp.kubectl("apply", "-n", NS, "-f", str(REPO / "examples" / "virtualservers.yaml"))
         try:
             if args.keep:
@@ -194,5 +200,5 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except subprocess.CalledProcessError as exc:
+    except (subprocess.CalledProcessError, OperatorProcessError) as exc:
         sys.exit(f"sandbox: {exc}")

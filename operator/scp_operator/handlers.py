@@ -69,7 +69,14 @@ async def configure(
         raise kopf.PermanentError(f"invalid settings: {exc}") from None
     runtime = runtime_mod.build(loaded)
     memo.runtime = runtime
-    memo.metrics_server = await metrics.start_server(loaded.operator.metrics_port)
+    try:
+        memo.metrics_server = await metrics.start_server(loaded.operator.metrics_port)
+    except OSError as exc:
+        await runtime.aclose()
+        raise kopf.PermanentError(
+            f"SCP_OPERATOR_METRICS_PORT: cannot serve metrics on port "
+            f"{loaded.operator.metrics_port}: {exc.strerror} (choose another port, or 0 to disable)"
+        ) from None
     if loaded.operator.check_versions:
         warning = await runtime_mod.check_api_version(runtime.client)
         if warning:

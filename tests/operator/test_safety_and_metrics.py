@@ -105,3 +105,21 @@ async def test_metrics_endpoint_counts_requests_and_outcomes(
     assert 'scp_operator_retries_total{reason="Conflict"}' in text
     assert 'scp_operator_api_version_info{support="current",version="1.3"} 1.0' in text
     assert "scp_operator_scp_request_duration_seconds_bucket" in text
+
+
+async def test_a_busy_metrics_port_stops_startup_naming_the_variable(
+    k8s: Any,
+    emulator: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))  # noqa: S104  (the operator binds all interfaces too)
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(Exception, match="handlers failed"):  # noqa: PT011  (Kopf's wrapper)
+            async with running_operator(monkeypatch, emulator, SCP_OPERATOR_METRICS_PORT=str(port)):
+                pass
+    failed = [r.getMessage() for r in caplog.records if "failed permanently" in r.getMessage()]
+    assert failed
+    assert f"SCP_OPERATOR_METRICS_PORT: cannot serve metrics on port {port}" in failed[0]

@@ -1,0 +1,288 @@
+"""The benchmark's world: a real control plane (with an audit log for the operator's identity),
+the SCP emulator with an in-flight probe, and operator processes with their own token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import procfs
+from bench.kube import AuditLog, Kube, vs_path
+from scp_emulator.config import EmulatorConfig
+from scp_emulator.requestlog import RequestLogEntry
+from scp_emulator.state import EmulatorState
+from scp_emulator.testing import ThreadedEmulator
+from scp_operator import constants
+from scp_operator.settings import OperatorSettings
+from scp_testenv import ControlPlane
+from scp_testenv.operator_process import OperatorProcess
+
+OPERATOR_USER = "scp-bench-operator"
+# Only the operator's identity is audited: the harness's own requests cost the API server no
+# audit writes, and every audit line is the operator's.
+AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    users: ["{OPERATOR_USER}"]
+  - level: None
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class InFlightProbe:
+    """Sees, at each request's arrival at the emulator, which earlier requests are unanswered.
+
+    It wraps ``EmulatorState.log_request`` (called on arrival, before the latency is waited
+    out; an entry's ``status`` is set just before its answer is sent), so it measures exactly
+    "requests in flight" — overall (to compare with C) and per server (never more than one).
+    Touch it only on the emulator's loop (``ThreadedEmulator.call``).
+    """
+
+    def __init__(self) -> None:
+        self.max_in_flight = 0
+        self.max_per_server: dict[str, int] = collections.defaultdict(int)
+        self._pending: list[RequestLogEntry] = []
+
+    def install(self, state: EmulatorState) -> None:
+        original = state.log_request
+
+        def log_request(**fields: Any) -> RequestLogEntry:
+            self._pending = [e for e in self._pending if e.status is None]
+            self.max_in_flight = max(self.max_in_flight, len(self._pending) + 1)
+            server_id = fields.get("server_id")
+            if server_id:
+                same = sum(1 for e in self._pending if e.server_id == server_id)
+                self.max_per_server[server_id] = max(self.max_per_server[server_id], same + 1)
+            entry = original(**fields)
+            self._pending.append(entry)
+            return entry
+
+        state.log_request = log_request  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        self.max_in_flight = 0
+        self.max_per_server.clear()
+
+
+@dataclasses.dataclass
+class Options:
+    """What every section shares."""
+
+    latency_ms: float
+    concurrency: int
+    k8s_concurrency: int
+    workdir: Path
+
+
+class Bench:
+    """Control plane + emulator + admin client; starts operators; keeps the work directory."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.workdir = options.workdir
+        self.audit_log_path = self.workdir / "audit.log"
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        self.cp = ControlPlane(
+            workdir_parent=self.workdir,
+            extra_apiserver_args=[
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log_path}",
+                "--audit-log-format=json",
+            ],
+        )
+        self.cp.add_token(OPERATOR_USER, ["system:masters"])
+        self.emu = ThreadedEmulator(
+            EmulatorConfig(delete_delay=0, request_log_limit=1_000_000), timeout=60.0
+        )
+        self.probe = InFlightProbe()
+        self.audit = AuditLog(self.audit_log_path, OPERATOR_USER)
+        self.kube: Kube | None = None
+        self.operator_settings = sorted(OperatorSettings.model_fields)
+        self._operators: list[OperatorProcess] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.cp.start()
+        crd = Path(__file__).resolve().parent.parent / "crds" / f"{constants.CRD_NAME}.yaml"
+        self.cp.kubectl("apply", "-f", str(crd))
+        self.cp.kubectl(
+            "wait", "--for=condition=Established", f"crd/{constants.CRD_NAME}", "--timeout=60s"
+        )
+        self.emu.start()
+        self.emu.call(self.probe.install)
+        self.set_latency(self.options.latency_ms)
+
+    def stop(self) -> None:
+        for proc in self._operators:
+            proc.stop(grace=5)
+        self.emu.stop()
+        self.cp.stop()
+
+    def client(self) -> Kube:
+        self.kube = Kube(
+            self.cp.server, self.cp.admin_token, self.cp.ca_file, self.options.k8s_concurrency
+        )
+        return self.kube
+
+    @property
+    def k(self) -> Kube:
+        if self.kube is None:
+            raise RuntimeError("no client")
+        return self.kube
+
+    def infrastructure_pids(self) -> list[int]:
+        """This process (harness + emulator thread), etcd and kube-apiserver."""
+        import os
+
+        return [os.getpid(), *procfs.pids_mentioning(str(self.cp.workdir))]
+
+    # ---- SCP emulator ----------------------------------------------------------------------
+
+    def set_latency(self, ms: float) -> None:
+        self.emu.call(lambda state: state.set_latency(ms))
+
+    def seed(self, count: int, *, locked: bool = False, prefix: str = "bench") -> list[str]:
+        """Create ``count`` servers in-process (the admin API is slow for thousands)."""
+        ids: list[str] = []
+        for start in range(0, count, 500):
+            chunk = range(start, min(count, start + 500))
+
+            def add(state: EmulatorState, chunk: range = chunk) -> list[str]:
+                return [
+                    state.add_server(name=f"{prefix}-{i}", locked=locked).id for i in chunk
+                ]
+
+            ids += self.emu.call(add)
+        return ids
+
+    def log_index(self) -> int:
+        return self.emu.call(lambda state: len(state.requests))
+
+    def log_since(self, index: int) -> list[RequestLogEntry]:
+        return self.emu.call(lambda state: list(state.requests[index:]))
+
+    def probe_reset(self) -> None:
+        self.emu.call(lambda _: self.probe.reset())
+
+    def probe_read(self) -> tuple[int, dict[str, int]]:
+        return self.emu.call(lambda _: (self.probe.max_in_flight, dict(self.probe.max_per_server)))
+
+    # ---- the operator ----------------------------------------------------------------------
+
+    def operator_env(self, **extra: str) -> dict[str, str]:
+        """The operator's settings; the limiter and metrics knobs only when this version has
+        them (``OperatorSettings`` is asked, so the harness runs against older operators too).
+        """
+        fields = set(self.operator_settings)
+        c = str(self.options.concurrency)
+        env = {
+            "SCP_ENDPOINT": self.emu.url,
+            "SCP_ACCESS_KEY": self.emu.access_key,
+            "SCP_SECRET_KEY": self.emu.secret_key,
+            "SCP_OPERATOR_MAX_CONNECTIONS": c,  # so the pool is never the tighter limit
+        }
+        if "max_concurrent_requests" in fields:
+            env["SCP_OPERATOR_MAX_CONCURRENT_REQUESTS"] = c
+        if "max_requests_per_second" in fields:
+            env["SCP_OPERATOR_MAX_REQUESTS_PER_SECOND"] = "0"
+        if "metrics_port" in fields:
+            env["SCP_OPERATOR_METRICS_PORT"] = str(free_port())
+        env.update(extra)
+        return env
+
+    async def start_operator(self, namespace: str, tag: str, **extra: str) -> OperatorProcess:
+        proc = OperatorProcess(
+            kubeconfig=self.cp.kubeconfig_for(OPERATOR_USER),
+            log_path=self.workdir / f"operator-{tag}.log",
+            env=self.operator_env(**extra),
+            namespaces=[namespace],
+        )
+        self._operators.append(proc)
+        await asyncio.to_thread(proc.start, 120.0)
+        return proc
+
+    async def stop_operator(self, proc: OperatorProcess) -> None:
+        await asyncio.to_thread(proc.stop, 15.0)
+
+    async def operator_metrics(self, proc: OperatorProcess) -> dict[str, float]:
+        """The operator's own ``scp_operator_*`` samples (empty when it has no metrics port)."""
+        port = proc.env.get("SCP_OPERATOR_METRICS_PORT")
+        if not port or port == "0":
+            return {}
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            async with self.k.session.get(url, ssl=False) as response:
+                text = await response.text()
+        except OSError:
+            return {}
+        samples = {}
+        for line in text.splitlines():
+            if line.startswith("scp_operator_") and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                if "_bucket{" not in key:
+                    samples[key] = float(value)
+        return samples
+
+    # ---- Kubernetes ------------------------------------------------------------------------
+
+    async def namespace(self, kind: str) -> str:
+        name = f"bench-{kind}-{secrets.token_hex(3)}"
+        await self.k.create_namespace(name)
+        return name
+
+    async def create_objects(
+        self, namespace: str, server_ids: list[str], *, finalizer: str | None = None, first: int = 0
+    ) -> list[str]:
+        """POST one VirtualServer per server id (in parallel); returns their names."""
+        names = [f"vs-{first + i:05d}" for i in range(len(server_ids))]
+
+        async def create(name: str, server_id: str) -> None:
+            meta: dict[str, Any] = {"name": name}
+            if finalizer:
+                meta["finalizers"] = [finalizer]
+            body = {
+                "apiVersion": constants.API_VERSION,
+                "kind": constants.KIND,
+                "metadata": meta,
+                "spec": {"serverId": server_id},
+            }
+            await self.k.call("POST", vs_path(namespace), body)
+
+        await asyncio.gather(*(create(n, s) for n, s in zip(names, server_ids, strict=True)))
+        return names
+
+    async def delete_all(self, namespace: str) -> asyncio.Task[Any]:
+        """Start one DELETE on the collection (what a namespace deletion does); returns the task."""
+        task = asyncio.create_task(self.k.call("DELETECOLLECTION", vs_path(namespace)))
+        await asyncio.sleep(0)
+        return task
+
+
+def random_server_ids(count: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(count)]
+
+
+def wait_seconds(start: float) -> float:
+    return round(time.time() - start, 3)
+
+
+Predicate = Callable[..., bool]

@@ -1,0 +1,504 @@
+"""The benchmark's sections: drain, idle latency, footprint and blocked object.
+
+Every section starts its own operator process watching a fresh namespace, so sections and
+repeats do not share state. Times are wall-clock epoch seconds on this machine; the emulator's
+request log uses the same clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import statistics
+import time
+from typing import Any
+
+from bench import procfs
+from bench.env import Bench, random_server_ids
+from bench.kube import (
+    READ_VERBS,
+    WRITE_VERBS,
+    AuditRequest,
+    Key,
+    Tracker,
+    audit_counts,
+    parse_time,
+    request_totals,
+    summarize,
+    vs_path,
+)
+from bench.schedule import gap_bounds, predict
+from scp_emulator.requestlog import RequestLogEntry
+from scp_operator.backoff import Schedule
+from scp_operator.constants import FINALIZER
+
+HOLD_FINALIZER = "bench.scp.dev/hold"  # the K8s-bound baseline's own finalizer
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """Nearest-rank quantile (None for no data)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def ms_summary(seconds: list[float]) -> dict[str, Any]:
+    return {
+        "count": len(seconds),
+        "p50_ms": _ms(quantile(seconds, 0.5)),
+        "p99_ms": _ms(quantile(seconds, 0.99)),
+        "max_ms": _ms(max(seconds) if seconds else None),
+    }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 1)
+
+
+def scp_by_method(entries: list[RequestLogEntry], ids: set[str]) -> dict[str, int]:
+    counts: collections.Counter[str] = collections.Counter(
+        f"{e.method} {e.status}" for e in entries if e.server_id in ids
+    )
+    return dict(sorted(counts.items()))
+
+
+async def _settle(bench: Bench) -> None:
+    await bench.audit.wait_quiet(quiet=2.0, timeout=120.0)
+
+
+def _in_window(requests: list[AuditRequest], start: float, end: float) -> list[AuditRequest]:
+    return [r for r in requests if start <= r.received < end]
+
+
+# ---- drain -----------------------------------------------------------------------------------
+
+
+async def k8s_bound(bench: Bench, n: int, timeout: float) -> dict[str, Any]:
+    """The fastest the API server lets N objects go: create them with a finalizer, delete the
+    collection, and remove each finalizer with one JSON patch as soon as the watch shows the
+    object terminating — the minimum writes a finalizer-holding controller needs."""
+    kube = bench.k
+    ns = await bench.namespace("k8s")
+    tasks: list[asyncio.Task[Any]] = []
+    patched: set[str] = set()
+    patch = [{"op": "remove", "path": "/metadata/finalizers"}]
+
+    def react(kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        if (
+            kind != "DELETED"
+            and meta.get("deletionTimestamp")
+            and HOLD_FINALIZER in (meta.get("finalizers") or [])
+            and name not in patched
+        ):
+            patched.add(name)
+            call = kube.call(
+                "PATCH", vs_path(ns, name), patch, content_type="application/json-patch+json"
+            )
+            tasks.append(asyncio.create_task(call))
+
+    tracker = Tracker(kube, ns, HOLD_FINALIZER, on_event=react)
+    await tracker.start()
+    try:
+        await bench.create_objects(ns, random_server_ids(n), finalizer=HOLD_FINALIZER)
+        await tracker.wait(lambda t: t.count("finalized") >= n, timeout, f"{n} baseline objects")
+        t0 = time.time()
+        delete = await bench.delete_all(ns)
+        await tracker.wait(lambda t: t.count("gone") >= n, timeout, "baseline objects gone")
+        end = max(t.gone or 0.0 for t in tracker.objects.values())
+        await delete
+        await asyncio.gather(*tasks)
+    finally:
+        await tracker.stop()
+    return {"namespace": ns, "seconds": round(end - t0, 3), "writes": 1 + len(tasks)}
+
+
+async def operator_drain(bench: Bench, n: int, tag: str, timeout: float) -> dict[str, Any]:
+    """N objects held by the operator, deleted at once; everything measured in one pass."""
+    kube = bench.k
+    ns = await bench.namespace("drain")
+    server_ids = bench.seed(n)
+    by_id = dict(zip(server_ids, [f"vs-{i:05d}" for i in range(n)], strict=True))
+    operator = await bench.start_operator(ns, tag)
+    assert operator.proc is not None
+    pid = operator.proc.pid
+    tracker = Tracker(kube, ns, FINALIZER)
+    await tracker.start()
+    try:
+        # Creation: the operator adds its finalizer and records what SCP says (status.server).
+        audit_start, created_at = bench.audit.offset(), time.time()
+        log_start = bench.log_index()
+        await bench.create_objects(ns, server_ids)
+        await tracker.wait(
+            lambda t: t.count("finalized") >= n and t.count("observed") >= n,
+            timeout,
+            f"{n} objects with finalizer and observed status",
+        )
+        ready = max(max(t.finalized or 0, t.observed or 0) for t in tracker.objects.values())
+        await _settle(bench)
+        create_counts = audit_counts(bench.audit.read(audit_start))
+        create_scp = scp_by_method(bench.log_since(log_start), set(server_ids))
+
+        # The drain.
+        audit_start, log_start = bench.audit.offset(), bench.log_index()
+        totals_before = request_totals(await kube.metrics_text())
+        own_before = collections.Counter(kube.own)
+        bench.probe_reset()
+        cpu_before = procfs.cpu_seconds(pid)
+        meter = procfs.LoadMeter([*bench.infrastructure_pids(), pid]).start()
+        t0 = time.time()
+        delete = await bench.delete_all(ns)
+        await tracker.wait(lambda t: t.count("gone") >= n, timeout, f"{n} objects gone")
+        end = max(t.gone or 0.0 for t in tracker.objects.values())
+        await delete
+        delete_answered = time.time()
+        load = meter.stop()
+        operator_cpu = procfs.cpu_seconds(pid) - cpu_before
+        memory = procfs.memory_mib(pid)
+        await _settle(bench)
+        totals_after = request_totals(await kube.metrics_text())
+        own_diff = collections.Counter(kube.own)
+        own_diff.subtract(own_before)
+        drain_requests = bench.audit.read(audit_start)
+        entries = bench.log_since(log_start)
+        max_in_flight, per_server = bench.probe_read()
+        operator_metrics = await bench.operator_metrics(operator)
+    finally:
+        await tracker.stop()
+        await bench.stop_operator(operator)
+
+    # Kubernetes requests: the audit log (exact, the operator's identity only) and, as a check,
+    # apiserver_request_total minus the harness's own requests in the same window.
+    by_metrics: collections.Counter[Key] = collections.Counter(totals_after)
+    by_metrics.subtract(totals_before)
+    by_metrics.subtract(own_diff)
+    by_audit = audit_counts(drain_requests)
+    audit_writes = sum(v for (verb, _), v in by_audit.items() if verb in WRITE_VERBS)
+    metric_writes = sum(v for (verb, _), v in by_metrics.items() if verb in WRITE_VERBS)
+
+    deletes = [e for e in entries if e.method == "DELETE" and e.server_id in by_id]
+    per_object = collections.Counter(e.server_id for e in deletes)
+    since_marked, since_request = [], []
+    for entry in deletes:
+        times = tracker.objects.get(by_id[entry.server_id or ""])
+        arrived = parse_time(entry.time)
+        since_request.append(arrived - t0)
+        if times is not None and times.marked is not None:
+            since_marked.append(arrived - times.marked)
+    gone = tracker.count("gone")
+    return {
+        "namespace": ns,
+        "n": n,
+        "all_gone": gone >= n,
+        "gone": gone,
+        "create_seconds": round(ready - created_at, 3),
+        "drain_seconds": round(end - t0, 3),
+        "deletecollection_answered_s": round(delete_answered - t0, 3),
+        "objects_per_second": round(n / max(end - t0, 1e-9), 2),
+        "k8s_requests_create": summarize(create_counts, n),
+        "k8s_requests_drain": summarize(by_audit, n),
+        "k8s_requests_drain_by_apiserver_metrics": summarize(
+            collections.Counter({k: v for k, v in by_metrics.items() if v}), n
+        ),
+        "k8s_write_counts_agree": audit_writes == metric_writes,
+        "scp_requests_create": create_scp,
+        "scp_requests_drain": scp_by_method(entries, set(server_ids)),
+        "scp_deletes_per_deleted_object": round(len(deletes) / max(gone, 1), 3),
+        "objects_with_more_than_one_delete": sum(1 for v in per_object.values() if v > 1),
+        "scp_max_in_flight": max_in_flight,
+        "scp_max_in_flight_per_server": max(per_server.values(), default=0),
+        "latency_since_marked": ms_summary(since_marked),
+        "latency_since_delete_request": ms_summary(since_request),
+        "operator_cpu_seconds": round(operator_cpu, 2),
+        "operator_memory_mib": {k: round(v, 1) for k, v in memory.items()},
+        "load": load.as_dict(),
+        "operator_metrics": operator_metrics,
+    }
+
+
+async def drain(
+    bench: Bench, n: int, repeat: int, latency_ms: float, concurrency: int
+) -> dict[str, Any]:
+    """Repeated drains of N objects, each with its own K8s-bound baseline."""
+    runs = []
+    scp_bound = math.ceil(n / concurrency) * latency_ms / 1000
+    timeout = max(300.0, 40 * scp_bound + n * 0.2)
+    for r in range(repeat):
+        baseline = await k8s_bound(bench, n, timeout)
+        run = await operator_drain(bench, n, f"drain-{n}-{r}", timeout)
+        ideal = max(scp_bound, baseline["seconds"])
+        run["k8s_bound"] = baseline
+        run["scp_bound_seconds"] = scp_bound
+        run["ideal_seconds"] = round(ideal, 3)
+        run["ratio"] = round(run["drain_seconds"] / ideal, 3) if ideal > 0 else math.inf
+        runs.append(run)
+    return {
+        "n": n,
+        "latency_ms": latency_ms,
+        "concurrency": concurrency,
+        "runs": runs,
+        "median": {
+            key: statistics.median(r[key] if key != "k8s_bound" else r[key]["seconds"] for r in runs)
+            for key in (
+                "drain_seconds",
+                "objects_per_second",
+                "k8s_bound",
+                "ideal_seconds",
+                "ratio",
+                "operator_cpu_seconds",
+            )
+        },
+        "min_ratio": min(r["ratio"] for r in runs),
+        "max_ratio": max(r["ratio"] for r in runs),
+    }
+
+
+# ---- latency while idle ----------------------------------------------------------------------
+
+
+async def idle_latency(bench: Bench, samples: int, timeout: float = 120.0) -> dict[str, Any]:
+    """One object deleted at a time on an idle operator: deletion request -> DELETE at SCP."""
+    kube = bench.k
+    ns = await bench.namespace("idle")
+    server_ids = bench.seed(samples)
+    operator = await bench.start_operator(ns, "idle")
+    tracker = Tracker(kube, ns, FINALIZER)
+    await tracker.start()
+    since_request, since_marked, to_gone = [], [], []
+    try:
+        names = await bench.create_objects(ns, server_ids)
+        await tracker.wait(
+            lambda t: t.count("observed") >= samples and t.count("finalized") >= samples,
+            timeout,
+            "idle objects observed",
+        )
+        await _settle(bench)
+        for name, server_id in zip(names, server_ids, strict=True):
+            log_start = bench.log_index()
+            sent = time.time()
+            await kube.call("DELETE", vs_path(ns, name))
+            await tracker.wait(
+                lambda t, name=name: t.objects[name].gone is not None, timeout, f"{name} gone"
+            )
+            times = tracker.objects[name]
+            hits = [
+                e for e in bench.log_since(log_start) if e.method == "DELETE" and e.server_id == server_id
+            ]
+            if hits:
+                arrived = parse_time(hits[0].time)
+                since_request.append(arrived - sent)
+                if times.marked is not None:
+                    since_marked.append(arrived - times.marked)
+            to_gone.append((times.gone or sent) - sent)
+            await asyncio.sleep(0.5)
+    finally:
+        await tracker.stop()
+        await bench.stop_operator(operator)
+    return {
+        "samples": samples,
+        "latency_since_delete_request": ms_summary(since_request),
+        "latency_since_marked": ms_summary(since_marked),
+        "delete_request_to_gone": ms_summary(to_gone),
+    }
+
+
+# ---- footprint and resume --------------------------------------------------------------------
+
+
+async def footprint(
+    bench: Bench, sizes: list[int], latency_ms: float, concurrency: int, idle_window: float = 10.0
+) -> dict[str, Any]:
+    """Operator RSS and CPU with growing numbers of watched objects, then a restart's resume."""
+    kube = bench.k
+    ns = await bench.namespace("footprint")
+    operator = await bench.start_operator(ns, "footprint")
+    assert operator.proc is not None
+    pid = operator.proc.pid
+    tracker = Tracker(kube, ns, FINALIZER)
+    await tracker.start()
+    stages: list[dict[str, Any]] = [
+        {"objects": 0, "memory_mib": procfs.memory_mib(pid), "cpu_total_s": procfs.cpu_seconds(pid)}
+    ]
+    total, all_ids = 0, []
+    try:
+        for size in sorted(sizes):
+            add = size - total
+            if add <= 0:
+                continue
+            server_ids = bench.seed(add, prefix=f"fp{size}")
+            all_ids += server_ids
+            cpu0, t0 = procfs.cpu_seconds(pid), time.time()
+            meter = procfs.LoadMeter([*bench.infrastructure_pids(), pid]).start()
+            await bench.create_objects(ns, server_ids, first=total)
+            total = size
+            await tracker.wait(
+                lambda t, size=size: t.count("observed") >= size and t.count("finalized") >= size,
+                max(300.0, add * 0.5),
+                f"{size} objects observed",
+            )
+            handled = time.time() - t0
+            load = meter.stop()
+            await _settle(bench)
+            cpu_handling = procfs.cpu_seconds(pid) - cpu0
+            idle0 = procfs.cpu_seconds(pid)
+            await asyncio.sleep(idle_window)
+            idle_cores = (procfs.cpu_seconds(pid) - idle0) / idle_window
+            stages.append(
+                {
+                    "objects": size,
+                    "added": add,
+                    "handling_seconds": round(handled, 2),
+                    "cpu_seconds_handling": round(cpu_handling, 2),
+                    "cpu_ms_per_object": round(1000 * cpu_handling / add, 2),
+                    "idle_cpu_cores": round(idle_cores, 4),
+                    "memory_mib": {k: round(v, 1) for k, v in procfs.memory_mib(pid).items()},
+                    "load": load.as_dict(),
+                }
+            )
+    finally:
+        await tracker.stop()
+        await bench.stop_operator(operator)
+
+    # Resume: a new process finds `total` handled objects and runs the resume handler on each.
+    audit_start, log_start = bench.audit.offset(), bench.log_index()
+    started = time.time()
+    restarted = await bench.start_operator(ns, "footprint-resume")
+    assert restarted.proc is not None
+    rpid = restarted.proc.pid
+    ready = time.time() - started
+    deadline = time.monotonic() + max(600.0, total * 0.5)
+    meter = procfs.LoadMeter([*bench.infrastructure_pids(), rpid]).start()
+    try:
+        while restarted.log().count("Resuming is processed") < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"resume of {total} objects did not finish")
+            await asyncio.sleep(0.2)
+        resumed = time.time() - started
+        load = meter.stop()
+        cpu = procfs.cpu_seconds(rpid)
+        memory = procfs.memory_mib(rpid)
+        await _settle(bench)
+        resume_counts = audit_counts(bench.audit.read(audit_start))
+        resume_scp = scp_by_method(bench.log_since(log_start), set(all_ids))
+    finally:
+        await bench.stop_operator(restarted)
+    return {
+        "namespace": ns,
+        "latency_ms": latency_ms,
+        "concurrency": concurrency,
+        "stages": stages,
+        "resume": {
+            "objects": total,
+            "ready_line_seconds": round(ready, 2),
+            "all_resumed_seconds": round(resumed, 2),
+            "scp_bound_seconds": math.ceil(total / concurrency) * latency_ms / 1000,
+            "cpu_seconds": round(cpu, 2),
+            "memory_mib": {k: round(v, 1) for k, v in memory.items()},
+            "k8s_requests": summarize(resume_counts, total),
+            "scp_requests": resume_scp,
+            "load": load.as_dict(),
+        },
+    }
+
+
+# ---- an object SCP keeps refusing ------------------------------------------------------------
+
+
+def first_hour(schedule: Schedule) -> dict[str, Any]:
+    """SCP calls for one 409-blocked object in its first hour, from the schedule alone."""
+    return predict(schedule, 3600.0)
+
+
+async def blocked(
+    bench: Bench, objects: int, seconds: float, base: float, cap: float
+) -> dict[str, Any]:
+    """Objects whose servers stay locked (409), run for ``seconds`` on a compressed schedule;
+    each object's calls are compared with the schedule, gap by gap."""
+    kube = bench.k
+    schedule = Schedule(base, cap)
+    ns = await bench.namespace("blocked")
+    server_ids = bench.seed(objects, locked=True, prefix="locked")
+    env = {"SCP_OPERATOR_BACKOFF_BASE": str(base), "SCP_OPERATOR_BACKOFF_CAP": str(cap)}
+    operator = await bench.start_operator(ns, "blocked", **env)
+    tracker = Tracker(kube, ns, FINALIZER)
+    await tracker.start()
+    try:
+        await bench.create_objects(ns, server_ids)
+        await tracker.wait(
+            lambda t: t.count("observed") >= objects and t.count("finalized") >= objects,
+            120.0,
+            "blocked objects observed",
+        )
+        await _settle(bench)
+        audit_start, log_start = bench.audit.offset(), bench.log_index()
+        bench.probe_reset()
+        t0 = time.time()
+        delete = await bench.delete_all(ns)
+        await delete
+        await asyncio.sleep(max(0.0, t0 + seconds - time.time()))
+        t_end = t0 + seconds
+        entries = bench.log_since(log_start)
+        requests = bench.audit.read(audit_start)
+        max_in_flight, per_server = bench.probe_read()
+        still_there = objects - tracker.count("gone")
+    finally:
+        await tracker.stop()
+        await bench.stop_operator(operator)
+
+    prediction = predict(schedule, seconds)
+    per_object = []
+    all_calls: list[float] = []
+    for server_id in server_ids:
+        calls = sorted(
+            parse_time(e.time)
+            for e in entries
+            if e.method == "DELETE" and e.server_id == server_id and parse_time(e.time) < t_end
+        )
+        all_calls += calls
+        early, late = [], []
+        for attempt, (a, b) in enumerate(zip(calls, calls[1:], strict=False)):
+            lo, hi = gap_bounds(schedule, attempt)
+            early.append(b - a - lo)  # must never be negative: no retry before its time
+            late.append(b - a - hi)  # the per-cycle overhead beyond the longest delay
+        # Calls that fit in the rest of the window after the first call, per the schedule.
+        window = t_end - calls[0] if calls else seconds
+        per_object.append(
+            {
+                "calls": len(calls),
+                "statuses": sorted({e.status or 0 for e in entries if e.server_id == server_id}),
+                "predicted_max_calls": predict(schedule, window, draws=2000)["calls_max"],
+                "predicted_median_calls": predict(schedule, window, draws=2000)["calls_median"],
+                "min_margin_before_earliest_s": round(min(early), 3) if early else None,
+                "max_lateness_after_latest_s": round(max(late), 3) if late else None,
+                "max_in_flight": per_server.get(server_id, 0),
+            }
+        )
+    # Steady-state Kubernetes cost of one retry: requests between the second call and the last
+    # call, over the calls in that span (each cycle's writes fall between its call and the next).
+    calls_sorted = sorted(all_calls)
+    per_retry: dict[str, Any] = {}
+    if len(calls_sorted) >= 3:
+        start, stop = calls_sorted[objects] if len(calls_sorted) > objects else calls_sorted[1], calls_sorted[-1]
+        retries = sum(1 for c in calls_sorted if start <= c < stop)
+        window_requests = _in_window(requests, start, stop)
+        per_retry = summarize(audit_counts(window_requests), retries)
+        per_retry["retries"] = retries
+    first_cycle = _in_window(requests, t0, calls_sorted[objects] if len(calls_sorted) > objects else t_end)
+    return {
+        "namespace": ns,
+        "objects": objects,
+        "seconds": seconds,
+        "still_terminating": still_there,
+        "schedule": {"base": base, "cap": cap},
+        "prediction": prediction,
+        "per_object": per_object,
+        "max_in_flight_per_object": max(per_server.get(s, 0) for s in server_ids),
+        "scp_max_in_flight": max_in_flight,
+        "k8s_requests_per_retry": per_retry,
+        "k8s_requests_first_attempt": summarize(audit_counts(first_cycle), objects),
+        "writes_verbs": sorted(WRITE_VERBS),
+        "reads_verbs": sorted(READ_VERBS),
+    }

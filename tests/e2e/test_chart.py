@@ -1,0 +1,752 @@
+"""The Helm chart on a real API server: lint, render, validate, install, and least privilege.
+
+This module runs its own control plane (not the session one) because it needs the API server's
+audit log: every request the operator makes under the chart's ServiceAccount is recorded, so the
+tests prove both directions of least privilege — nothing the operator did was denied, and every
+permission the chart grants was actually used. ``kubectl auth can-i`` then shows what the
+ServiceAccount cannot do.
+
+The chart is installed with ``helm install --no-hooks`` and no ``--wait`` (no kubelet runs pods
+here); the operator runs as a local process with the Deployment's own arguments, ConfigMap and
+mounted Secret (see ``tests/e2e/charts.py``), authenticated with a real token of the chart's
+ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scp_emulator.testing import ThreadedEmulator
+from scp_operator import constants
+from scp_testenv import ControlPlane, resolve_binaries
+from tests.e2e import charts
+
+pytestmark = pytest.mark.e2e
+
+#: Every documented option combination (docs/install.md, "Tested value combinations").
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "created-secret": {"credentials": {"accessKey": "AK-test", "secretKey": "SK-test"}},
+    "existing-secret-custom-keys": {
+        "credentials": {
+            "existingSecret": "my-scp-keys",
+            "existingSecretKeys": {"accessKey": "ak", "secretKey": "sk"},
+        }
+    },
+    "watch-namespaces": {"watchNamespaces": ["team-a", "team-b"]},
+    "service-monitor": {
+        "metrics": {
+            "serviceMonitor": {
+                "enabled": True,
+                "labels": {"release": "prom"},
+                "scrapeTimeout": "10s",
+            }
+        }
+    },
+    "no-metrics-no-guard": {"metrics": {"enabled": False}, "uninstallGuard": {"enabled": False}},
+    "own-service-account-and-rbac": {
+        "serviceAccount": {"create": False, "name": "platform-robot"},
+        "rbac": {"create": False},
+    },
+    "everything-set": {
+        "image": {
+            "repository": "registry.example.com:5000/platform/scp-operator",
+            "digest": "sha256:" + "a" * 64,
+            "pullPolicy": "Always",
+        },
+        "imagePullSecrets": ["regcred"],
+        "fullnameOverride": "vs-operator",
+        "watchNamespaces": ["team-a"],
+        "scp": {
+            "region": "kr-east1",
+            "environment": "s",
+            "endpoint": "https://virtualserver.internal.example.com",
+            "apiVersion": "1.2",
+            "accountId": "acc-123",
+            "language": "ko-KR",
+            "caBundle": {"configMapName": "corp-ca", "key": "bundle.pem"},
+        },
+        "operator": {
+            "confirmDeletion": True,
+            "confirmPollInterval": 5,
+            "httpTimeout": 10.5,
+            "maxConnections": 4,
+            "backoffBase": 2,
+            "backoffCap": 600,
+            "slowBackoffBase": 30,
+            "slowBackoffCap": 900,
+            "holdRecheckInterval": 30,
+            "eventRepeatInterval": 0,
+            "checkVersions": False,
+            "logFormat": "json",
+            "logLevel": "debug",
+        },
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}],
+        "extraArgs": ["--log-refkey=scp"],
+        "metrics": {"port": 9100, "service": {"annotations": {"a": "b"}}},
+        "healthPort": 8081,
+        "podAnnotations": {"example.com/owner": "platform"},
+        "podLabels": {"team": "platform"},
+        "priorityClassName": "scp-operator-test",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "192Mi"},
+            "limits": {"memory": "384Mi"},
+        },
+        "uninstallGuard": {"activeDeadlineSeconds": 60},
+    },
+}
+
+RELEASE_NAMESPACE = "scp-system"
+EXTRA_NAMESPACES = ("team-a", "team-b", "team-c")
+
+#: Prometheus-Operator's duration pattern.
+DURATION = (
+    "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+
+#: A minimal ServiceMonitor CRD (the fields the chart uses, typed as upstream types them), so
+#: server-side dry-run can validate the optional ServiceMonitor too.
+SERVICE_MONITOR_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor,
+          listKind: ServiceMonitorList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          required: [spec]
+          properties:
+            spec:
+              type: object
+              required: [selector]
+              properties:
+                namespaceSelector:
+                  type: object
+                  properties:
+                    any: {type: boolean}
+                    matchNames: {type: array, items: {type: string}}
+                selector:
+                  type: object
+                  properties:
+                    matchLabels: {type: object, additionalProperties: {type: string}}
+                endpoints:
+                  type: array
+                  items:
+                    type: object
+                    properties:
+                      port: {type: string}
+                      path: {type: string}
+                      interval: {type: string, pattern: 'DURATION'}
+                      scrapeTimeout: {type: string, pattern: 'DURATION'}
+""".replace("DURATION", DURATION)
+
+
+@dataclass
+class Audited:
+    """The module's control plane and its audit log."""
+
+    cp: ControlPlane
+    audit_log: Path
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
+    """A control plane of our own, with an audit log of all service-account requests."""
+    directory = tmp_path_factory.mktemp("audit")
+    policy = directory / "policy.yaml"
+    policy.write_text(charts.AUDIT_POLICY)
+    log = directory / "audit.log"
+    cp = ControlPlane(
+        resolve_binaries(),
+        extra_apiserver_args=[
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={log}",
+            "--audit-log-mode=blocking",
+        ],
+    )
+    with cp:
+        for namespace in (RELEASE_NAMESPACE, *EXTRA_NAMESPACES):
+            cp.kubectl("create", "namespace", namespace)
+        cp.kubectl("apply", "-f", "-", input=SERVICE_MONITOR_CRD)
+        cp.kubectl(
+            "create", "priorityclass", "scp-operator-test", "--value=1000", "--description=test"
+        )
+        cp.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "--timeout=60s",
+        )
+        yield Audited(cp, log)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[ThreadedEmulator]:
+    with ThreadedEmulator() as emu:
+        yield emu
+
+
+# ---- lint, render, validate ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("combination", list(COMBINATIONS))
+def test_chart_lints_strictly(audited: Audited, tmp_path: Path, combination: str) -> None:
+    values = charts.values_file(tmp_path, combination, COMBINATIONS[combination])
+    result = audited.cp.helm("lint", "--strict", str(charts.CHART), "-f", str(values))
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("combination", list(COMBINATIONS))
+def test_rendered_manifests_pass_server_side_dry_run(
+    audited: Audited, tmp_path: Path, combination: str
+) -> None:
+    values = charts.values_file(tmp_path, combination, COMBINATIONS[combination])
+    manifests = charts.render(audited.cp, values, namespace=RELEASE_NAMESPACE)
+    document = "\n---\n".join(json.dumps(m) for m in manifests)
+    result = audited.cp.kubectl("apply", "--dry-run=server", "-f", "-", input=document)
+    applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+    assert len(applied) == len(manifests), result.stdout
+
+
+@pytest.mark.parametrize("combination", list(COMBINATIONS))
+def test_operator_pod_is_locked_down(audited: Audited, tmp_path: Path, combination: str) -> None:
+    values = charts.values_file(tmp_path, combination, COMBINATIONS[combination])
+    manifests = charts.render(audited.cp, values)
+    deployment = charts.find(manifests, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["args"][:2] == ["run", "--standalone"]
+    health_port = COMBINATIONS[combination].get("healthPort", 8080)
+    assert f"--liveness=http://0.0.0.0:{health_port}/healthz" in container["args"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["health"] == health_port
+    assert container["resources"]["limits"]["memory"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]  # noqa: S108 (the pod's /tmp)
+    credentials = mounts["/var/run/secrets/scp"]
+    assert credentials["readOnly"] is True
+    assert "subPath" not in credentials
+    assert "secret" in volumes[credentials["name"]]
+    # The keys are files, never environment variables.
+    names = {e["name"] for e in container.get("env", [])}
+    assert not names & {"SCP_ACCESS_KEY", "SCP_SECRET_KEY"}
+    assert all("secretKeyRef" not in e.get("valueFrom", {}) for e in container.get("env", []))
+    assert "checksum/config" in spec["template"]["metadata"]["annotations"]
+
+
+def test_a_settings_change_rolls_the_pod_but_a_key_rotation_does_not(
+    audited: Audited, tmp_path: Path
+) -> None:
+    def checksum(name: str, values: dict[str, Any]) -> str:
+        manifests = charts.render(audited.cp, charts.values_file(tmp_path, name, values))
+        deployment = charts.find(manifests, "Deployment")
+        value: str = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        return value
+
+    keys = {"credentials": {"accessKey": "AK1", "secretKey": "SK1"}}
+    base = checksum("base", keys)
+    assert checksum("region", {**keys, "scp": {"region": "kr-east1"}}) != base
+    assert checksum("knob", {**keys, "operator": {"backoffCap": 60}}) != base
+    assert checksum("rotated", {"credentials": {"accessKey": "AK2", "secretKey": "SK2"}}) == base
+
+
+def test_rbac_follows_watch_namespaces(audited: Audited, tmp_path: Path) -> None:
+    cluster = charts.render(audited.cp, charts.values_file(tmp_path, "c", {}))
+    assert [m["kind"] for m in cluster if m["kind"] in ("Role", "RoleBinding")] == []
+    cluster_rules = charts.granted(charts.find(cluster, "ClusterRole")["rules"])
+    assert ("virtualserver.scp.dev", "virtualservers", "patch") in cluster_rules
+
+    namespaced = charts.render(
+        audited.cp, charts.values_file(tmp_path, "n", {"watchNamespaces": ["team-a", "team-b"]})
+    )
+    roles = [m for m in namespaced if m["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    bindings = [m for m in namespaced if m["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    cluster_only = charts.granted(charts.find(namespaced, "ClusterRole")["rules"])
+    assert {resource for _, resource, _ in cluster_only} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
+    args = charts.find(namespaced, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--namespace=team-a" in args["args"]
+    assert "--namespace=team-b" in args["args"]
+
+
+def test_crds_are_shipped_but_not_templated(audited: Audited, tmp_path: Path) -> None:
+    values = charts.values_file(tmp_path, "d", {})
+    assert [
+        m for m in charts.render(audited.cp, values) if m["kind"] == "CustomResourceDefinition"
+    ] == []
+    shown = audited.cp.helm("show", "crds", str(charts.CHART)).stdout
+    assert f"name: {constants.CRD_NAME}" in shown
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"watchNamespace": ["a"]}, "additional properties 'watchNamespace' not allowed"),
+        ({"watchNamespaces": ["Team_A"]}, "at '/watchNamespaces/0': 'Team_A' does not match"),
+        ({"scp": {"environment": "x"}}, "at '/scp/environment': value must be one of"),
+        ({"scp": {"apiVersion": 1.3}}, "at '/scp/apiVersion': got number, want string"),
+        ({"scp": {"region": "Seoul"}}, "at '/scp/region': 'Seoul' does not match"),
+        ({"image": {"digest": "latest"}}, "at '/image/digest': 'latest' does not match"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
+        ({"operator": {"maxConnections": 0}}, "at '/operator/maxConnections': minimum: got 0"),
+        ({"operator": {"httpTimeout": "30s"}}, "at '/operator/httpTimeout': got string, want"),
+        ({"operator": {"logLevel": "trace"}}, "at '/operator/logLevel': value must be one of"),
+        ({"podSecurityContext": {"runAsUser": 0}}, "at '/podSecurityContext/runAsUser': minimum"),
+        ({"securityContext": {"privileged": True}}, "at '/securityContext/privileged'"),
+        ({"metrics": {"port": 70000}}, "at '/metrics/port': maximum: got 70,000"),
+        ({"credentials": {"accesKey": "x"}}, "additional properties 'accesKey' not allowed"),
+        (
+            {"credentials": {"accessKey": "AK"}},
+            "credentials.accessKey and credentials.secretKey must be set together",
+        ),
+        (
+            {"credentials": {"existingSecret": ""}},
+            "credentials: set credentials.existingSecret to the name of a Secret",
+        ),
+        (
+            {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
+            "metrics.serviceMonitor.enabled needs metrics.enabled: true",
+        ),
+        (
+            {"extraEnv": [{"name": "SCP_SECRET_KEY", "value": "x"}]},
+            "extraEnv: SCP_SECRET_KEY must not be an environment variable",
+        ),
+        (
+            {"operator": {"backoffBase": 100, "backoffCap": 10}},
+            "operator.backoffCap (10) must not be below operator.backoffBase (100)",
+        ),
+        (
+            {"serviceAccount": {"create": False}},
+            "serviceAccount.name is required when serviceAccount.create is false",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else json.dumps(v, sort_keys=True)[:60],
+)
+def test_bad_values_are_rejected_with_a_clear_message(
+    audited: Audited, tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    path = charts.values_file(tmp_path, "bad", values)
+    result = audited.cp.helm("template", "scp", str(charts.CHART), "-f", str(path), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+# ---- installed releases and the operator under their RBAC ------------------------------------
+
+
+@dataclass
+class Release:
+    """An installed release and the identity of its ServiceAccount."""
+
+    name: str
+    namespace: str
+    fullname: str
+    watched: tuple[str, ...]  # empty: all namespaces
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
+
+    def kubeconfig(self, cp: ControlPlane) -> Path:
+        return charts.service_account_kubeconfig(cp, self.namespace, self.fullname)
+
+    def rules(self, cp: ControlPlane) -> set[tuple[str, str, str]]:
+        """What its ClusterRole and Roles grant, read back from the cluster."""
+        rules = charts.get_json(cp, "clusterrole", self.fullname)["rules"]
+        for namespace in self.watched:
+            rules += charts.get_json(cp, "role", self.fullname, "-n", namespace)["rules"]
+        return charts.granted(rules)
+
+
+FAST = {
+    "backoffBase": 1,
+    "backoffCap": 2,
+    "slowBackoffBase": 1,
+    "slowBackoffCap": 2,
+    "holdRecheckInterval": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def cluster_release(
+    audited: Audited, emulator: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Release:
+    """Default RBAC (all namespaces); keys created by the chart from values."""
+    values = {
+        "credentials": {"accessKey": emulator.access_key, "secretKey": emulator.secret_key},
+        "scp": {"endpoint": emulator.url},
+        "operator": FAST,
+    }
+    path = charts.values_file(tmp_path_factory.mktemp("cluster"), "values", values)
+    audited.cp.helm(
+        "install", "scp", str(charts.CHART), "-n", RELEASE_NAMESPACE, "--no-hooks", "-f", str(path)
+    )
+    return Release("scp", RELEASE_NAMESPACE, "scp-scp-operator", ())
+
+
+@pytest.fixture(scope="module")
+def namespaced_release(
+    audited: Audited, emulator: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Release:
+    """watchNamespaces team-a and team-b; keys in an existing Secret under custom key names."""
+    namespace = "scp-teams"
+    audited.cp.kubectl("create", "namespace", namespace)
+    audited.cp.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "team-scp-keys",
+        "-n",
+        namespace,
+        f"--from-literal=ak={emulator.access_key}",
+        f"--from-literal=sk={emulator.secret_key}",
+    )
+    values = {
+        "watchNamespaces": ["team-a", "team-b"],
+        "credentials": {
+            "existingSecret": "team-scp-keys",
+            "existingSecretKeys": {"accessKey": "ak", "secretKey": "sk"},
+        },
+        "scp": {"endpoint": emulator.url},
+        "operator": FAST,
+    }
+    path = charts.values_file(tmp_path_factory.mktemp("namespaced"), "values", values)
+    audited.cp.helm(
+        "install", "teams", str(charts.CHART), "-n", namespace, "--no-hooks", "-f", str(path)
+    )
+    return Release("teams", namespace, "teams-scp-operator", ("team-a", "team-b"))
+
+
+def _virtual_server(name: str, namespace: str, server_id: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": constants.API_VERSION,
+            "kind": constants.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"serverId": server_id},
+        }
+    )
+
+
+def _ready(cp: ControlPlane, name: str, namespace: str) -> dict[str, Any] | None:
+    obj = charts.get_json(cp, "virtualserver", name, "-n", namespace)
+    for condition in obj.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            return dict(obj)
+    return None
+
+
+def _gone(cp: ControlPlane, name: str, namespace: str) -> bool:
+    result = cp.kubectl("get", "virtualserver", name, "-n", namespace, check=False)
+    return result.returncode != 0 and "NotFound" in result.stderr
+
+
+@pytest.mark.parametrize("release_fixture", ["cluster_release", "namespaced_release"])
+def test_operator_deletes_a_server_with_exactly_the_charts_permissions(
+    audited: Audited,
+    emulator: ThreadedEmulator,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    release_fixture: str,
+) -> None:
+    release: Release = request.getfixturevalue(release_fixture)
+    cp = audited.cp
+    namespace = release.watched[0] if release.watched else "team-c"
+    name = f"vs-{uuid.uuid4().hex[:6]}"
+    server = emulator.seed(name=name)
+    kubeconfig = release.kubeconfig(cp)
+    with charts.run_operator(cp, release.namespace, release.fullname, kubeconfig, tmp_path) as op:
+        charts.wait_for("the operator's /healthz (the chart's probes)", op.healthy)
+        cp.kubectl("apply", "-f", "-", input=_virtual_server(name, namespace, server["id"]))
+        observed = charts.wait_for("the Ready condition", lambda: _ready(cp, name, namespace))
+        assert observed["metadata"]["finalizers"] == [constants.FINALIZER]
+        (ready,) = [c for c in observed["status"]["conditions"] if c["type"] == "Ready"]
+        assert (ready["status"], ready["reason"]) == ("True", "ServerFound")
+        cp.kubectl("delete", "virtualserver", name, "-n", namespace, "--wait=false")
+        charts.wait_for("the object to go", lambda: _gone(cp, name, namespace))
+        deletes = emulator.requests(method="DELETE", path_contains=server["id"])
+        assert [d["status"] for d in deletes] == [202]
+        events = cp.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+        assert "DeleteAccepted" in events
+    log = op.log()
+    assert "Forbidden" not in log, log
+    assert " 403" not in log, log
+
+    requests = charts.audited_requests(audited.audit_log, release.user)
+    denied = [r for r in requests if r.code == 403]
+    assert denied == [], denied
+    used = {(r.group, r.resource, r.verb) for r in requests if r.is_resource}
+    # Sufficient (nothing denied) and necessary (every granted permission was used).
+    assert used == release.rules(cp)
+    crd_gets = {
+        r.name for r in requests if r.resource == "customresourcedefinitions" and r.verb == "get"
+    }
+    assert crd_gets == {constants.CRD_NAME}
+
+
+def test_namespaced_operator_leaves_other_namespaces_alone(
+    audited: Audited,
+    emulator: ThreadedEmulator,
+    namespaced_release: Release,
+    tmp_path: Path,
+) -> None:
+    cp = audited.cp
+    server = emulator.seed(name="outside")
+    kubeconfig = namespaced_release.kubeconfig(cp)
+    with charts.run_operator(
+        cp, namespaced_release.namespace, namespaced_release.fullname, kubeconfig, tmp_path
+    ) as op:
+        charts.wait_for("the operator's /healthz", op.healthy)
+        cp.kubectl("apply", "-f", "-", input=_virtual_server("outside", "team-c", server["id"]))
+        inside = emulator.seed(name="inside")
+        cp.kubectl("apply", "-f", "-", input=_virtual_server("inside", "team-b", inside["id"]))
+        charts.wait_for("team-b's object to be observed", lambda: _ready(cp, "inside", "team-b"))
+        outside = charts.get_json(cp, "virtualserver", "outside", "-n", "team-c")
+        assert "finalizers" not in outside["metadata"]
+        assert "status" not in outside
+        cp.kubectl("delete", "virtualserver", "outside", "-n", "team-c")
+        cp.kubectl("delete", "virtualserver", "inside", "-n", "team-b", "--wait=false")
+        charts.wait_for("team-b's object to go", lambda: _gone(cp, "inside", "team-b"))
+    assert emulator.server(server["id"]) is not None, "a server outside the watch was touched"
+
+
+# What the chart's ServiceAccount must not be able to do, whatever the mode: (verb, resource,
+# namespace: "own" for the release's, "*" for all, "" for cluster-scoped; then an object name
+# and/or extra kubectl flags).
+DENIED: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("get", "secrets", "own", ()),
+    ("list", "secrets", "own", ()),
+    ("get", "secrets", "team-a", ()),
+    ("list", "secrets", "*", ()),
+    ("get", "configmaps", "own", ()),
+    ("delete", "virtualservers.virtualserver.scp.dev", "team-a", ()),
+    ("deletecollection", "virtualservers.virtualserver.scp.dev", "team-a", ()),
+    ("create", "virtualservers.virtualserver.scp.dev", "team-a", ()),
+    ("update", "virtualservers.virtualserver.scp.dev", "team-a", ()),
+    ("get", "virtualservers.virtualserver.scp.dev", "team-a", ()),
+    ("update", "virtualservers.virtualserver.scp.dev", "team-a", ("--subresource=status",)),
+    ("create", "pods", "own", ()),
+    ("create", "pods", "team-a", ()),
+    ("create", "deployments.apps", "own", ()),
+    ("create", "jobs.batch", "own", ()),
+    ("create", "serviceaccounts", "own", ("--subresource=token",)),
+    ("impersonate", "serviceaccounts", "own", ()),
+    ("patch", "events", "team-a", ()),
+    ("delete", "events", "team-a", ()),
+    (
+        "get",
+        "customresourcedefinitions.apiextensions.k8s.io",
+        "",
+        ("servicemonitors.monitoring.coreos.com",),
+    ),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io", "", (constants.CRD_NAME,)),
+    ("patch", "customresourcedefinitions.apiextensions.k8s.io", "", (constants.CRD_NAME,)),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io", "", (constants.CRD_NAME,)),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io", "", ()),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io", "", ()),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io", "", ()),
+    ("bind", "clusterroles.rbac.authorization.k8s.io", "", ()),
+    ("create", "namespaces", "", ()),
+    ("delete", "namespaces", "", ("team-a",)),
+    ("get", "nodes", "", ()),
+    ("create", "kopfpeerings.kopf.dev", "own", ()),
+]
+
+ALLOWED_CLUSTER: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("list", "virtualservers.virtualserver.scp.dev", "*", ()),
+    ("watch", "virtualservers.virtualserver.scp.dev", "team-c", ()),
+    ("patch", "virtualservers.virtualserver.scp.dev", "team-c", ()),
+    ("patch", "virtualservers.virtualserver.scp.dev", "team-a", ("--subresource=status",)),
+    ("create", "events", "team-c", ()),
+    ("get", "customresourcedefinitions.apiextensions.k8s.io", "", (constants.CRD_NAME,)),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io", "", ()),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io", "", ()),
+]
+
+ALLOWED_NAMESPACED = [
+    ("list", "virtualservers.virtualserver.scp.dev", "team-a", ()),
+    ("patch", "virtualservers.virtualserver.scp.dev", "team-b", ()),
+    ("patch", "virtualservers.virtualserver.scp.dev", "team-b", ("--subresource=status",)),
+    ("create", "events", "team-a", ()),
+    ("list", "namespaces", "", ()),
+    ("get", "customresourcedefinitions.apiextensions.k8s.io", "", (constants.CRD_NAME,)),
+]
+
+DENIED_NAMESPACED = [
+    ("list", "virtualservers.virtualserver.scp.dev", "*", ()),
+    ("list", "virtualservers.virtualserver.scp.dev", "team-c", ()),
+    ("patch", "virtualservers.virtualserver.scp.dev", "team-c", ()),
+    ("patch", "virtualservers.virtualserver.scp.dev", "team-c", ("--subresource=status",)),
+    ("create", "events", "team-c", ()),
+    ("create", "events", "own", ()),
+    ("get", "namespaces", "", ("team-a",)),
+]
+
+DENIED_CLUSTER = [
+    ("list", "namespaces", "", ()),
+    ("get", "events", "team-a", ()),
+]
+
+
+def _can_i(
+    cp: ControlPlane,
+    kubeconfig: Path,
+    release: Release,
+    check: tuple[str, str, str, tuple[str, ...]],
+) -> str:
+    verb, resource, namespace, extra = check
+    names = [e for e in extra if not e.startswith("--")]
+    flags = [e for e in extra if e.startswith("--")]
+    args = ["auth", "can-i", verb, "/".join([resource, *names]), *flags]
+    if namespace == "*":
+        args.append("--all-namespaces")
+    elif namespace:
+        args += ["-n", release.namespace if namespace == "own" else namespace]
+    return cp.kubectl(*args, kubeconfig=kubeconfig, check=False).stdout.strip()
+
+
+@pytest.mark.parametrize("release_fixture", ["cluster_release", "namespaced_release"])
+def test_service_account_can_do_only_what_the_operator_needs(
+    audited: Audited, request: pytest.FixtureRequest, release_fixture: str
+) -> None:
+    release: Release = request.getfixturevalue(release_fixture)
+    kubeconfig = release.kubeconfig(audited.cp)
+    if release.watched:
+        allowed, denied = ALLOWED_NAMESPACED, DENIED + DENIED_NAMESPACED
+    else:
+        allowed, denied = ALLOWED_CLUSTER, DENIED + DENIED_CLUSTER
+    answers = {check: _can_i(audited.cp, kubeconfig, release, check) for check in allowed + denied}
+    wrong = {c: a for c, a in answers.items() if a != ("yes" if c in allowed else "no")}
+    assert wrong == {}, wrong
+
+
+def test_uninstall_is_held_by_the_guard_until_it_passes(audited: Audited, tmp_path: Path) -> None:
+    """helm uninstall runs the pre-delete check first and does not remove anything while the
+    check has not passed (here it never runs: no kubelet); --no-hooks is the way around."""
+    cp = audited.cp
+    namespace = "scp-guarded"
+    cp.kubectl("create", "namespace", namespace)
+    path = charts.values_file(tmp_path, "v", {"uninstallGuard": {"activeDeadlineSeconds": 30}})
+    cp.helm("install", "guarded", str(charts.CHART), "-n", namespace, "--no-hooks", "-f", str(path))
+    held = cp.helm("uninstall", "guarded", "-n", namespace, "--timeout=8s", check=False)
+    assert held.returncode != 0
+    assert "Job/scp-guarded/guarded-scp-operator-uninstall-check" in held.stderr, held.stderr
+    job = charts.get_json(cp, "job", "guarded-scp-operator-uninstall-check", "-n", namespace)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "guarded-scp-operator"
+    assert pod["containers"][0]["args"] == ["uninstall-check"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    # Nothing was removed while the check had not passed.
+    cp.kubectl("get", "deployment", "guarded-scp-operator", "-n", namespace)
+    cp.kubectl("get", "clusterrole", "guarded-scp-operator")
+
+    cp.helm("uninstall", "guarded", "-n", namespace, "--no-hooks")
+    assert cp.kubectl("get", "clusterrole", "guarded-scp-operator", check=False).returncode != 0
+    # Helm never deletes CRDs from crds/: the VirtualServers (and their finalizers) stay.
+    cp.kubectl("get", "crd", constants.CRD_NAME)
+
+
+def _has_uninstall_check() -> bool:
+    result = subprocess.run(
+        [str(charts.OPERATOR), "uninstall-check", "--help"], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _has_uninstall_check(),
+    reason="`scp-operator uninstall-check` (the chart's pre-delete hook) is not implemented yet",
+)
+def test_uninstall_check_refuses_while_virtualservers_exist(
+    audited: Audited, cluster_release: Release, emulator: ThreadedEmulator
+) -> None:
+    cp = audited.cp
+    kubeconfig = cluster_release.kubeconfig(cp)
+    env = {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"}
+    server = emulator.seed(name="guarded")
+    cp.kubectl("apply", "-f", "-", input=_virtual_server("guarded", "team-c", server["id"]))
+    refused = subprocess.run(
+        [str(charts.OPERATOR), "uninstall-check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "team-c/guarded" in refused.stderr
+    assert "--no-hooks" in refused.stderr
+    cp.kubectl("delete", "virtualserver", "guarded", "-n", "team-c")  # no operator: no finalizer
+    allowed = subprocess.run(
+        [str(charts.OPERATOR), "uninstall-check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_notes_say_what_to_do_next(audited: Audited, tmp_path: Path) -> None:
+    path = charts.values_file(tmp_path, "v", {})
+    notes = audited.cp.helm(
+        "install", "notes", str(charts.CHART), "-n", "team-c", "--dry-run=client", "-f", str(path)
+    ).stdout
+    notes = notes[notes.index("NOTES:") :]
+    expected = textwrap.dedent(
+        """\
+        kubectl -n team-c create secret generic scp-credentials \\
+               --from-literal=access-key=<ACCESS_KEY> --from-literal=secret-key=<SECRET_KEY>"""
+    )
+    assert " ".join(expected.split()) in " ".join(notes.split())
+    assert "helm uninstall --no-hooks" in notes
+    assert "deletionPolicy: Orphan" in notes
