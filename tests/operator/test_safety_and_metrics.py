@@ -117,7 +117,7 @@ async def test_a_busy_metrics_port_stops_startup_naming_the_variable(
         busy.bind(("0.0.0.0", 0))  # noqa: S104  (the operator binds all interfaces too)
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(Exception, match="handlers failed"):  # noqa: PT011  (Kopf's wrapper)
+        with pytest.raises(Exception, match="handlers failed"):
             async with running_operator(monkeypatch, emulator, SCP_OPERATOR_METRICS_PORT=str(port)):
                 pass
     failed = [r.getMessage() for r in caplog.records if "failed permanently" in r.getMessage()]

@@ -1,0 +1,218 @@
+"""The human-readable table of a benchmark result (the JSON has everything else)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = [_row(headers, widths), _row(["-" * w for w in widths], widths)]
+    lines += [_row(r, widths) for r in rows]
+    return "\n".join(lines)
+
+
+def _requests(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "-"
+    return f"{summary['writes_per_object']:.2f} w / {summary['reads_per_object']:.2f} r"
+
+
+def _breakdown(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "-"
+    per = summary["objects"]
+    return ", ".join(f"{k} {v / per:.2f}" for k, v in summary["breakdown"].items())
+
+
+def render(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    out = [
+        f"scp-operator benchmark {meta['started']}  (L={meta['latency_ms']:g} ms, "
+        f"C={meta['concurrency']}, repeat={meta['repeat']}, kube-apiserver {meta['kubernetes']})",
+        f"machine: {meta['cpus']} CPUs, load average at start {meta['loadavg_start']}, "
+        f"at end {meta.get('loadavg_end')}; C enforced by {meta['concurrency_enforced_by']}",
+    ]
+    drains = result.get("drain") or []
+    if drains:
+        rows = []
+        for d in drains:
+            m = d["median"]
+            rows.append(
+                [
+                    str(d["n"]),
+                    _fmt(m["drain_seconds"]),
+                    _fmt(m["objects_per_second"], 1),
+                    _fmt(m["k8s_bound"]),
+                    _fmt(d["runs"][0]["scp_bound_seconds"]),
+                    _fmt(m["ideal_seconds"]),
+                    f"{m['ratio']:.2f} [{d['min_ratio']:.2f}-{d['max_ratio']:.2f}]",
+                    _fmt(statistics_of(d, "foreign_cores"), 2),
+                ]
+            )
+        out += [
+            "",
+            "drain: N objects deleted at once (medians; ratio = drain / max(ceil(N/C)*L, K8s-bound))",
+            table(
+                [
+                    "N",
+                    "drain s",
+                    "obj/s",
+                    "K8s-bound s",
+                    "ceil(N/C)*L s",
+                    "ideal s",
+                    "ratio [min-max]",
+                    "foreign CPU",
+                ],
+                rows,
+            ),
+        ]
+        rows = []
+        for d in drains:
+            run = d["runs"][-1]
+            rows.append(
+                [
+                    f"create, N={d['n']}",
+                    _requests(run["k8s_requests_create"]),
+                    _breakdown(run["k8s_requests_create"]),
+                ]
+            )
+            rows.append(
+                [
+                    f"delete, N={d['n']}",
+                    _requests(run["k8s_requests_drain"]),
+                    _breakdown(run["k8s_requests_drain"]),
+                ]
+            )
+        blocked = result.get("blocked")
+        if blocked and blocked.get("k8s_requests_per_retry"):
+            retry = blocked["k8s_requests_per_retry"]
+            rows.append(["blocked, per retry", _requests(retry), _breakdown(retry)])
+        agree = all(r["k8s_write_counts_agree"] for d in drains for r in d["runs"])
+        out += [
+            "",
+            "Kubernetes requests per object, operator identity only (audit log; writes "
+            f"{'agree' if agree else 'DISAGREE'} with apiserver_request_total minus the harness)",
+            table(["phase", "writes / reads", "breakdown per object"], rows),
+        ]
+        rows = []
+        for d in drains:
+            run = d["runs"][-1]
+            rows.append(
+                [
+                    str(d["n"]),
+                    _fmt(run["scp_deletes_per_deleted_object"]),
+                    str(run["objects_with_more_than_one_delete"]),
+                    str(run["scp_max_in_flight"]),
+                    f"{run['latency_since_marked']['p50_ms']} / {run['latency_since_marked']['p99_ms']}",
+                    f"{run['latency_since_delete_request']['p50_ms']} / "
+                    f"{run['latency_since_delete_request']['p99_ms']}",
+                ]
+            )
+        out += [
+            "",
+            "SCP side of the drain (last repeat)",
+            table(
+                [
+                    "N",
+                    "DELETEs per object",
+                    "objects >1 DELETE",
+                    "max in flight",
+                    "marked->DELETE p50/p99 ms",
+                    "collection DELETE->DELETE p50/p99 ms",
+                ],
+                rows,
+            ),
+        ]
+    idle = result.get("latency")
+    if idle:
+        out += [
+            "",
+            f"idle latency ({idle['samples']} single deletions): delete request -> DELETE at SCP "
+            f"p50 {idle['latency_since_delete_request']['p50_ms']} ms, "
+            f"p99 {idle['latency_since_delete_request']['p99_ms']} ms; "
+            f"marked -> DELETE p50 {idle['latency_since_marked']['p50_ms']} ms; "
+            f"delete request -> object gone p50 {idle['delete_request_to_gone']['p50_ms']} ms",
+        ]
+    fp = result.get("footprint")
+    if fp:
+        rows = [
+            [
+                str(s["objects"]),
+                _fmt(s["memory_mib"]["rss"], 1),
+                _fmt(s["memory_mib"]["peak_rss"], 1),
+                _fmt(s.get("cpu_ms_per_object")),
+                _fmt(s.get("idle_cpu_cores"), 4),
+                _fmt(s.get("handling_seconds")),
+            ]
+            for s in fp["stages"]
+        ]
+        r = fp["resume"]
+        out += [
+            "",
+            "operator footprint (one process, objects added in steps)",
+            table(
+                ["objects", "RSS MiB", "peak RSS MiB", "CPU ms/obj", "idle CPU cores", "handling s"],
+                rows,
+            ),
+            f"resume: {r['objects']} existing objects all resumed {r['all_resumed_seconds']} s "
+            f"after process start (ready line {r['ready_line_seconds']} s; "
+            f"ceil(N/C)*L = {r['scp_bound_seconds']:.1f} s); CPU {r['cpu_seconds']} s; "
+            f"peak RSS {r['memory_mib']['peak_rss']} MiB; "
+            f"K8s {_requests(r['k8s_requests'])} per object; SCP {r['scp_requests']}",
+        ]
+    hour = result.get("first_hour")
+    if hour:
+        out += [
+            "",
+            f"blocked object, first hour from the schedule (base {hour['schedule']['base']:g} s, "
+            f"cap {hour['schedule']['cap']:g} s): median {hour['calls_median']} SCP calls, "
+            f"max {hour['calls_max']} over {10_000} jitter draws, "
+            f"{hour['calls_if_jitter_always_0']} if every draw were 0",
+        ]
+    blocked = result.get("blocked")
+    if blocked:
+        rows = [
+            [
+                str(i),
+                str(o["calls"]),
+                f"{o['predicted_median_calls']} (max {o['predicted_max_calls']})",
+                _fmt(o["min_margin_before_earliest_s"], 3),
+                _fmt(o["max_lateness_after_latest_s"], 3),
+                str(o["max_in_flight"]),
+            ]
+            for i, o in enumerate(blocked["per_object"])
+        ]
+        out += [
+            f"blocked object, real run: {blocked['seconds']:g} s on base "
+            f"{blocked['schedule']['base']:g} s, cap {blocked['schedule']['cap']:g} s",
+            table(
+                [
+                    "object",
+                    "SCP calls",
+                    "predicted (zero overhead)",
+                    "min margin s (>=0)",
+                    "max lateness s",
+                    "max in flight",
+                ],
+                rows,
+            ),
+        ]
+    return "\n".join(out)
+
+
+def statistics_of(drain: dict[str, Any], key: str) -> float | None:
+    values = sorted(r["load"][key] for r in drain["runs"])
+    return values[len(values) // 2] if values else None
