@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv test test-unit test-operator test-e2e lint controlplane sandbox clean
+.PHONY: venv test test-unit test-operator test-e2e lint controlplane sandbox bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ test-e2e: venv controlplane
 # The README's first command: control plane + SCP emulator + operator + a sample deletion.
 sandbox: venv controlplane
 	$(PY) tools/sandbox.py $(SANDBOX_ARGS)
+
+# The benchmark (docs/benchmarks.md): a table on stdout, JSON in bench/results/. BENCH_ARGS adds
+# flags, e.g. BENCH_ARGS="--sizes 100 --repeat 1 --sections drain".
+bench: venv controlplane
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-smoke: venv controlplane
+	$(PY) -m bench.run --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -167,9 +167,7 @@ class Bench:
             chunk = range(start, min(count, start + 500))
 
             def add(state: EmulatorState, chunk: range = chunk) -> list[str]:
-                return [
-                    state.add_server(name=f"{prefix}-{i}", locked=locked).id for i in chunk
-                ]
+                return [state.add_server(name=f"{prefix}-{i}", locked=locked).id for i in chunk]
 
             ids += self.emu.call(add)
         return ids

@@ -101,6 +101,8 @@ class Kube:
         return self._session
 
     def _count(self, verb: str, path: str) -> None:
+        # apiserver_request_total labels a collection DELETE as DELETE.
+        verb = "DELETE" if verb == "DELETECOLLECTION" else verb
         self.own[(verb, resource_of(path))] += 1
 
     async def call(
@@ -111,25 +113,32 @@ class Kube:
         *,
         content_type: str = "application/json",
         ok: tuple[int, ...] = (200, 201, 202),
-        timeout: float = 300.0,
+        limit: float = 300.0,
     ) -> Any:
         """One request; ``verb`` as in ``apiserver_request_total`` (LIST, PATCH, ...)."""
         method = {"LIST": "GET", "DELETECOLLECTION": "DELETE"}.get(verb, verb)
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
-        async with self._semaphore:
-            self._count(verb, path)
-            async with self.session.request(
-                method,
-                self.server + path,
-                data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                text = await response.text()
-                if response.status not in ok:
-                    raise KubeError(f"{verb} {path} answered {response.status}: {text[:300]}")
-                return json.loads(text) if text else None
+        for attempt in range(30):
+            async with self._semaphore:
+                self._count(verb, path)
+                async with self.session.request(
+                    method,
+                    self.server + path,
+                    data=data,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=limit),
+                ) as response:
+                    text = await response.text()
+                    status = response.status
+                    retry_after = response.headers.get("Retry-After", "1")
+            if status == 429 and attempt < 29:  # e.g. a new CRD's storage still initializing
+                await asyncio.sleep(float(retry_after) if retry_after.isdigit() else 1.0)
+                continue
+            if status not in ok:
+                raise KubeError(f"{verb} {path} answered {status}: {text[:300]}")
+            return json.loads(text) if text else None
+        raise AssertionError("unreachable")
 
     async def create_namespace(self, name: str) -> None:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
@@ -274,15 +283,15 @@ class Tracker:
     def count(self, field: str) -> int:
         return sum(1 for t in self.objects.values() if getattr(t, field) is not None)
 
-    async def wait(self, predicate: Callable[[Tracker], bool], timeout: float, what: str) -> None:
+    async def wait(self, predicate: Callable[[Tracker], bool], within: float, what: str) -> None:
         """Wait until ``predicate(self)`` holds; raise TimeoutError naming ``what``."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not predicate(self):
             if self._error is not None:
                 raise self._error
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+                raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
@@ -347,9 +356,9 @@ class AuditLog:
             )
         return requests
 
-    async def wait_quiet(self, quiet: float = 2.0, timeout: float = 60.0) -> None:
+    async def wait_quiet(self, quiet: float = 2.0, within: float = 60.0) -> None:
         """Wait until the audited user has made no request for ``quiet`` seconds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         size, since = self.offset(), time.monotonic()
         while time.monotonic() < deadline:
             await asyncio.sleep(0.25)
@@ -363,8 +372,13 @@ class AuditLog:
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
+# The API server's own heartbeat (its identity lease in kube-system), made over loopback.
+INTERNAL_RESOURCES = frozenset({"leases"})
+
+
 def request_totals(metrics_text: str) -> collections.Counter[Key]:
-    """``apiserver_request_total`` by (verb, resource[/subresource]), resource requests only."""
+    """``apiserver_request_total`` by (verb, resource[/subresource]): resource requests only,
+    without the API server's own lease heartbeats."""
     totals: collections.Counter[Key] = collections.Counter()
     for line in metrics_text.splitlines():
         if not line.startswith("apiserver_request_total{"):
@@ -372,7 +386,7 @@ def request_totals(metrics_text: str) -> collections.Counter[Key]:
         labels_text, _, value = line.rpartition("} ")
         labels = dict(_LABEL.findall(labels_text))
         resource = labels.get("resource", "")
-        if not resource:
+        if not resource or resource in INTERNAL_RESOURCES:
             continue
         if labels.get("subresource"):
             resource += "/" + labels["subresource"]

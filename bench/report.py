@@ -14,11 +14,15 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+    return "  ".join(
+        c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = [_row(headers, widths), _row(["-" * w for w in widths], widths)]
     lines += [_row(r, widths) for r in rows]
     return "\n".join(lines)
@@ -42,6 +46,12 @@ def render(result: dict[str, Any]) -> str:
     out = [
         f"scp-operator benchmark {meta['started']}  (L={meta['latency_ms']:g} ms, "
         f"C={meta['concurrency']}, repeat={meta['repeat']}, kube-apiserver {meta['kubernetes']})",
+        f"operator code: commit {meta['code']['commit']}"
+        + (
+            f" + uncommitted changes {meta['code']['uncommitted_digest']}"
+            if meta["code"]["uncommitted_operator_changes"]
+            else ""
+        ),
         f"machine: {meta['cpus']} CPUs, load average at start {meta['loadavg_start']}, "
         f"at end {meta.get('loadavg_end')}; C enforced by {meta['concurrency_enforced_by']}",
     ]
@@ -64,7 +74,8 @@ def render(result: dict[str, Any]) -> str:
             )
         out += [
             "",
-            "drain: N objects deleted at once (medians; ratio = drain / max(ceil(N/C)*L, K8s-bound))",
+            "drain: N objects deleted at once "
+            "(medians; ratio = drain / max(ceil(N/C)*L, K8s-bound))",
             table(
                 [
                     "N",
@@ -75,6 +86,34 @@ def render(result: dict[str, Any]) -> str:
                     "ideal s",
                     "ratio [min-max]",
                     "foreign CPU",
+                ],
+                rows,
+            ),
+        ]
+        rows = [
+            [
+                str(d["n"]),
+                _fmt(_median(d, "deletecollection_answered_s")),
+                _fmt(_median(d, "last_marked_s")),
+                _fmt(_median(d, "last_delete_sent_s")),
+                _fmt(_median(d, "drain_seconds")),
+                _fmt(_median(d, "operator_cpu_share")),
+                _fmt(_median(d, "k8s_bound", "last_marked_s")),
+            ]
+            for d in drains
+        ]
+        out += [
+            "",
+            "where the drain's time went (medians, seconds from the collection DELETE)",
+            table(
+                [
+                    "N",
+                    "DELETE answered",
+                    "last marked",
+                    "last SCP DELETE",
+                    "last gone",
+                    "operator CPU share",
+                    "baseline: last marked",
                 ],
                 rows,
             ),
@@ -116,7 +155,8 @@ def render(result: dict[str, Any]) -> str:
                     _fmt(run["scp_deletes_per_deleted_object"]),
                     str(run["objects_with_more_than_one_delete"]),
                     str(run["scp_max_in_flight"]),
-                    f"{run['latency_since_marked']['p50_ms']} / {run['latency_since_marked']['p99_ms']}",
+                    f"{run['latency_since_marked']['p50_ms']} / "
+                    f"{run['latency_since_marked']['p99_ms']}",
                     f"{run['latency_since_delete_request']['p50_ms']} / "
                     f"{run['latency_since_delete_request']['p99_ms']}",
                 ]
@@ -141,8 +181,9 @@ def render(result: dict[str, Any]) -> str:
         out += [
             "",
             f"idle latency ({idle['samples']} single deletions): delete request -> DELETE at SCP "
-            f"p50 {idle['latency_since_delete_request']['p50_ms']} ms, "
-            f"p99 {idle['latency_since_delete_request']['p99_ms']} ms; "
+            f"first {idle['first_since_delete_request_ms']} ms, then "
+            f"p50 {idle['warm_since_delete_request']['p50_ms']} ms, "
+            f"p99 {idle['warm_since_delete_request']['p99_ms']} ms; "
             f"marked -> DELETE p50 {idle['latency_since_marked']['p50_ms']} ms; "
             f"delete request -> object gone p50 {idle['delete_request_to_gone']['p50_ms']} ms",
         ]
@@ -164,7 +205,14 @@ def render(result: dict[str, Any]) -> str:
             "",
             "operator footprint (one process, objects added in steps)",
             table(
-                ["objects", "RSS MiB", "peak RSS MiB", "CPU ms/obj", "idle CPU cores", "handling s"],
+                [
+                    "objects",
+                    "RSS MiB",
+                    "peak RSS MiB",
+                    "CPU ms/obj",
+                    "idle CPU cores",
+                    "handling s",
+                ],
                 rows,
             ),
             f"resume: {r['objects']} existing objects all resumed {r['all_resumed_seconds']} s "
@@ -188,7 +236,7 @@ def render(result: dict[str, Any]) -> str:
             [
                 str(i),
                 str(o["calls"]),
-                f"{o['predicted_median_calls']} (max {o['predicted_max_calls']})",
+                f"{o['predicted_median_calls']} (at most {o['predicted_max_calls']})",
                 _fmt(o["min_margin_before_earliest_s"], 3),
                 _fmt(o["max_lateness_after_latest_s"], 3),
                 str(o["max_in_flight"]),
@@ -202,7 +250,7 @@ def render(result: dict[str, Any]) -> str:
                 [
                     "object",
                     "SCP calls",
-                    "predicted (zero overhead)",
+                    "schedule predicts",
                     "min margin s (>=0)",
                     "max lateness s",
                     "max in flight",
@@ -211,6 +259,13 @@ def render(result: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(out)
+
+
+def _median(drain: dict[str, Any], key: str, sub: str | None = None) -> float | None:
+    values = sorted(
+        (r[key][sub] if sub else r[key]) for r in drain["runs"] if r.get(key) is not None
+    )
+    return values[len(values) // 2] if values else None
 
 
 def statistics_of(drain: dict[str, Any], key: str) -> float | None:

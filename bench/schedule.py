@@ -16,7 +16,9 @@ from typing import Any
 from scp_operator.backoff import Schedule
 
 
-def call_times(schedule: Schedule, horizon: float, jitters: list[float] | None = None) -> list[float]:
+def call_times(
+    schedule: Schedule, horizon: float, jitters: list[float] | None = None
+) -> list[float]:
     """Times (from the first call) of the calls made before ``horizon`` seconds.
 
     ``jitters`` are the handler's draws, one per attempt; missing draws repeat the last one.
@@ -42,8 +44,7 @@ def predict(
     """Calls in the first ``horizon`` seconds: the distribution over jitter draws, and bounds."""
     rng = random.Random(seed)
     counts = sorted(
-        len(call_times(schedule, horizon, [rng.random() for _ in range(200)]))
-        for _ in range(draws)
+        len(call_times(schedule, horizon, [rng.random() for _ in range(200)])) for _ in range(draws)
     )
     return {
         "schedule": {"base": schedule.base, "cap": schedule.cap},

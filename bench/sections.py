@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import math
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import procfs
 from bench.env import Bench, random_server_ids
 from bench.kube import (
-    READ_VERBS,
     WRITE_VERBS,
     AuditRequest,
     Key,
@@ -64,8 +65,17 @@ def scp_by_method(entries: list[RequestLogEntry], ids: set[str]) -> dict[str, in
     return dict(sorted(counts.items()))
 
 
+def _handled(count: int) -> Callable[[Tracker], bool]:
+    """All ``count`` objects carry the finalizer and the operator's observed status."""
+    return lambda t: t.count("finalized") >= count and t.count("observed") >= count
+
+
+def _gone(name: str) -> Callable[[Tracker], bool]:
+    return lambda t: t.objects[name].gone is not None
+
+
 async def _settle(bench: Bench) -> None:
-    await bench.audit.wait_quiet(quiet=2.0, timeout=120.0)
+    await bench.audit.wait_quiet(quiet=2.0, within=120.0)
 
 
 def _in_window(requests: list[AuditRequest], start: float, end: float) -> list[AuditRequest]:
@@ -75,7 +85,7 @@ def _in_window(requests: list[AuditRequest], start: float, end: float) -> list[A
 # ---- drain -----------------------------------------------------------------------------------
 
 
-async def k8s_bound(bench: Bench, n: int, timeout: float) -> dict[str, Any]:
+async def k8s_bound(bench: Bench, n: int, within: float) -> dict[str, Any]:
     """The fastest the API server lets N objects go: create them with a finalizer, delete the
     collection, and remove each finalizer with one JSON patch as soon as the watch shows the
     object terminating — the minimum writes a finalizer-holding controller needs."""
@@ -104,19 +114,27 @@ async def k8s_bound(bench: Bench, n: int, timeout: float) -> dict[str, Any]:
     await tracker.start()
     try:
         await bench.create_objects(ns, random_server_ids(n), finalizer=HOLD_FINALIZER)
-        await tracker.wait(lambda t: t.count("finalized") >= n, timeout, f"{n} baseline objects")
+        await tracker.wait(lambda t: t.count("finalized") >= n, within, f"{n} baseline objects")
         t0 = time.time()
         delete = await bench.delete_all(ns)
-        await tracker.wait(lambda t: t.count("gone") >= n, timeout, "baseline objects gone")
+        await tracker.wait(lambda t: t.count("gone") >= n, within, "baseline objects gone")
         end = max(t.gone or 0.0 for t in tracker.objects.values())
         await delete
+        answered = time.time()
         await asyncio.gather(*tasks)
     finally:
         await tracker.stop()
-    return {"namespace": ns, "seconds": round(end - t0, 3), "writes": 1 + len(tasks)}
+    last_marked = max((t.marked or t0) - t0 for t in tracker.objects.values())
+    return {
+        "namespace": ns,
+        "seconds": round(end - t0, 3),
+        "deletecollection_answered_s": round(answered - t0, 3),
+        "last_marked_s": round(last_marked, 3),
+        "writes": 1 + len(tasks),
+    }
 
 
-async def operator_drain(bench: Bench, n: int, tag: str, timeout: float) -> dict[str, Any]:
+async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[str, Any]:
     """N objects held by the operator, deleted at once; everything measured in one pass."""
     kube = bench.k
     ns = await bench.namespace("drain")
@@ -133,8 +151,8 @@ async def operator_drain(bench: Bench, n: int, tag: str, timeout: float) -> dict
         log_start = bench.log_index()
         await bench.create_objects(ns, server_ids)
         await tracker.wait(
-            lambda t: t.count("finalized") >= n and t.count("observed") >= n,
-            timeout,
+            _handled(n),
+            within,
             f"{n} objects with finalizer and observed status",
         )
         ready = max(max(t.finalized or 0, t.observed or 0) for t in tracker.objects.values())
@@ -151,7 +169,7 @@ async def operator_drain(bench: Bench, n: int, tag: str, timeout: float) -> dict
         meter = procfs.LoadMeter([*bench.infrastructure_pids(), pid]).start()
         t0 = time.time()
         delete = await bench.delete_all(ns)
-        await tracker.wait(lambda t: t.count("gone") >= n, timeout, f"{n} objects gone")
+        await tracker.wait(lambda t: t.count("gone") >= n, within, f"{n} objects gone")
         end = max(t.gone or 0.0 for t in tracker.objects.values())
         await delete
         delete_answered = time.time()
@@ -189,6 +207,8 @@ async def operator_drain(bench: Bench, n: int, tag: str, timeout: float) -> dict
         if times is not None and times.marked is not None:
             since_marked.append(arrived - times.marked)
     gone = tracker.count("gone")
+    marked = [t.marked - t0 for t in tracker.objects.values() if t.marked is not None]
+    sent = [parse_time(e.time) - t0 for e in deletes]
     return {
         "namespace": ns,
         "n": n,
@@ -197,6 +217,11 @@ async def operator_drain(bench: Bench, n: int, tag: str, timeout: float) -> dict
         "create_seconds": round(ready - created_at, 3),
         "drain_seconds": round(end - t0, 3),
         "deletecollection_answered_s": round(delete_answered - t0, 3),
+        # Where the time went: the API server marking objects (as the watch shows them), the
+        # operator sending DELETEs, and the finalizers coming off (all from t0).
+        "last_marked_s": round(max(marked, default=0.0), 3),
+        "last_delete_sent_s": round(max(sent, default=0.0), 3),
+        "operator_cpu_share": round(operator_cpu / max(end - t0, 1e-9), 2),
         "objects_per_second": round(n / max(end - t0, 1e-9), 2),
         "k8s_requests_create": summarize(create_counts, n),
         "k8s_requests_drain": summarize(by_audit, n),
@@ -241,7 +266,9 @@ async def drain(
         "concurrency": concurrency,
         "runs": runs,
         "median": {
-            key: statistics.median(r[key] if key != "k8s_bound" else r[key]["seconds"] for r in runs)
+            key: statistics.median(
+                r[key] if key != "k8s_bound" else r[key]["seconds"] for r in runs
+            )
             for key in (
                 "drain_seconds",
                 "objects_per_second",
@@ -259,7 +286,7 @@ async def drain(
 # ---- latency while idle ----------------------------------------------------------------------
 
 
-async def idle_latency(bench: Bench, samples: int, timeout: float = 120.0) -> dict[str, Any]:
+async def idle_latency(bench: Bench, samples: int, within: float = 120.0) -> dict[str, Any]:
     """One object deleted at a time on an idle operator: deletion request -> DELETE at SCP."""
     kube = bench.k
     ns = await bench.namespace("idle")
@@ -271,8 +298,8 @@ async def idle_latency(bench: Bench, samples: int, timeout: float = 120.0) -> di
     try:
         names = await bench.create_objects(ns, server_ids)
         await tracker.wait(
-            lambda t: t.count("observed") >= samples and t.count("finalized") >= samples,
-            timeout,
+            _handled(samples),
+            within,
             "idle objects observed",
         )
         await _settle(bench)
@@ -280,12 +307,12 @@ async def idle_latency(bench: Bench, samples: int, timeout: float = 120.0) -> di
             log_start = bench.log_index()
             sent = time.time()
             await kube.call("DELETE", vs_path(ns, name))
-            await tracker.wait(
-                lambda t, name=name: t.objects[name].gone is not None, timeout, f"{name} gone"
-            )
+            await tracker.wait(_gone(name), within, f"{name} gone")
             times = tracker.objects[name]
             hits = [
-                e for e in bench.log_since(log_start) if e.method == "DELETE" and e.server_id == server_id
+                e
+                for e in bench.log_since(log_start)
+                if e.method == "DELETE" and e.server_id == server_id
             ]
             if hits:
                 arrived = parse_time(hits[0].time)
@@ -299,6 +326,9 @@ async def idle_latency(bench: Bench, samples: int, timeout: float = 120.0) -> di
         await bench.stop_operator(operator)
     return {
         "samples": samples,
+        # The first deletion after the operator started pays one-time costs (client set-up).
+        "first_since_delete_request_ms": _ms(since_request[0] if since_request else None),
+        "warm_since_delete_request": ms_summary(since_request[1:]),
         "latency_since_delete_request": ms_summary(since_request),
         "latency_since_marked": ms_summary(since_marked),
         "delete_request_to_gone": ms_summary(to_gone),
@@ -335,7 +365,7 @@ async def footprint(
             await bench.create_objects(ns, server_ids, first=total)
             total = size
             await tracker.wait(
-                lambda t, size=size: t.count("observed") >= size and t.count("finalized") >= size,
+                _handled(size),
                 max(300.0, add * 0.5),
                 f"{size} objects observed",
             )
@@ -428,7 +458,7 @@ async def blocked(
     try:
         await bench.create_objects(ns, server_ids)
         await tracker.wait(
-            lambda t: t.count("observed") >= objects and t.count("finalized") >= objects,
+            _handled(objects),
             120.0,
             "blocked objects observed",
         )
@@ -449,44 +479,45 @@ async def blocked(
         await bench.stop_operator(operator)
 
     prediction = predict(schedule, seconds)
-    per_object = []
-    all_calls: list[float] = []
+    per_object, calls_of = [], []
     for server_id in server_ids:
         calls = sorted(
             parse_time(e.time)
             for e in entries
             if e.method == "DELETE" and e.server_id == server_id and parse_time(e.time) < t_end
         )
-        all_calls += calls
+        calls_of.append(calls)
         early, late = [], []
-        for attempt, (a, b) in enumerate(zip(calls, calls[1:], strict=False)):
+        for attempt, (a, b) in enumerate(itertools.pairwise(calls)):
             lo, hi = gap_bounds(schedule, attempt)
             early.append(b - a - lo)  # must never be negative: no retry before its time
             late.append(b - a - hi)  # the per-cycle overhead beyond the longest delay
-        # Calls that fit in the rest of the window after the first call, per the schedule.
-        window = t_end - calls[0] if calls else seconds
+        # What the schedule allows in the rest of the window after this object's first call.
+        expected = predict(schedule, t_end - calls[0] if calls else seconds, draws=2000)
         per_object.append(
             {
                 "calls": len(calls),
                 "statuses": sorted({e.status or 0 for e in entries if e.server_id == server_id}),
-                "predicted_max_calls": predict(schedule, window, draws=2000)["calls_max"],
-                "predicted_median_calls": predict(schedule, window, draws=2000)["calls_median"],
+                "predicted_median_calls": expected["calls_median"],
+                "predicted_max_calls": expected["calls_if_jitter_always_0"],
                 "min_margin_before_earliest_s": round(min(early), 3) if early else None,
                 "max_lateness_after_latest_s": round(max(late), 3) if late else None,
                 "max_in_flight": per_server.get(server_id, 0),
             }
         )
-    # Steady-state Kubernetes cost of one retry: requests between the second call and the last
-    # call, over the calls in that span (each cycle's writes fall between its call and the next).
-    calls_sorted = sorted(all_calls)
+    # Kubernetes cost of a retry in the steady state: each cycle's writes fall between its call
+    # and the next call, so requests in [latest 2nd call, earliest last call) over the calls in
+    # that span (exact with one object; the span skips the first attempt and its event).
     per_retry: dict[str, Any] = {}
-    if len(calls_sorted) >= 3:
-        start, stop = calls_sorted[objects] if len(calls_sorted) > objects else calls_sorted[1], calls_sorted[-1]
-        retries = sum(1 for c in calls_sorted if start <= c < stop)
-        window_requests = _in_window(requests, start, stop)
-        per_retry = summarize(audit_counts(window_requests), retries)
-        per_retry["retries"] = retries
-    first_cycle = _in_window(requests, t0, calls_sorted[objects] if len(calls_sorted) > objects else t_end)
+    first_attempt: dict[str, Any] = {}
+    if all(len(c) >= 3 for c in calls_of):
+        start, stop = max(c[1] for c in calls_of), min(c[-1] for c in calls_of)
+        retries = sum(1 for c in calls_of for t in c if start <= t < stop)
+        if retries:
+            per_retry = summarize(audit_counts(_in_window(requests, start, stop)), retries)
+            per_retry["retries"] = retries
+        first = _in_window(requests, t0, min(c[1] for c in calls_of))
+        first_attempt = summarize(audit_counts(first), objects)
     return {
         "namespace": ns,
         "objects": objects,
@@ -496,9 +527,11 @@ async def blocked(
         "prediction": prediction,
         "per_object": per_object,
         "max_in_flight_per_object": max(per_server.get(s, 0) for s in server_ids),
+        # A retry earlier than the schedule's shortest delay (50 ms of clock slack) is a bug.
+        "retried_early": any(
+            (o["min_margin_before_earliest_s"] or 0.0) < -0.05 for o in per_object
+        ),
         "scp_max_in_flight": max_in_flight,
         "k8s_requests_per_retry": per_retry,
-        "k8s_requests_first_attempt": summarize(audit_counts(first_cycle), objects),
-        "writes_verbs": sorted(WRITE_VERBS),
-        "reads_verbs": sorted(READ_VERBS),
+        "k8s_requests_first_attempt": first_attempt,
     }

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from scp_operator import conditions, events, metrics
 from scp_operator import runtime as runtime_mod
 from scp_operator import settings as settings_mod
-from scp_operator.constants import ANNOTATION_PREFIX, FINALIZER, GROUP, PLURAL, VERSION
+from scp_operator.constants import FINALIZER, GROUP, PLURAL, VERSION
 from scp_operator.decision import (
     BYPASS_ANNOTATION,
     Action,
@@ -53,14 +53,17 @@ class Holder:
 async def configure(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
 ) -> None:
-    """Set the finalizer and storage names, then build the runtime from validated settings."""
+    """Set the finalizer and storage names, then build the runtime from validated settings.
+
+    Kopf's progress and diff-base live in ``status.kopf`` rather than in annotations: a blocked
+    object's retry then writes its progress, its conditions and ``status.deletion`` in one status
+    PATCH, instead of an annotation PATCH plus a status PATCH (measured: 3 -> 2 writes per retry;
+    the other write is Kopf's wake-up "touch" after the delay). Only this operator writes status
+    (the CRD has a status subresource), so nothing else overwrites it.
+    """
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=ANNOTATION_PREFIX
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="kopf")
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     try:

@@ -72,6 +72,7 @@ class VirtualServerStatus(_Camel):
     server: ServerObservation | None = None
     conditions: list[Condition] = Field(default_factory=list)
     deletion: DeletionProgress | None = None
+    kopf: dict[str, Any] | None = None  # Kopf's progress and diff-base storage (see handlers)
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

@@ -107,6 +107,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     health_url: str
+    metrics_url: str | None
     args: list[str]
     env: dict[str, str]
 
@@ -114,11 +115,19 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace")
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.health_url, timeout=2) as response:  # noqa: S310
-                return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
+        return fetch(self.health_url) is not None
+
+    def metrics(self) -> str | None:
+        return fetch(self.metrics_url) if self.metrics_url else None
+
+
+def fetch(url: str) -> str | None:
+    """The body of a 200 answer from a loopback URL, else None."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+            return str(response.read().decode()) if response.status == 200 else None
+    except (OSError, urllib.error.URLError):
+        return None
 
 
 def _container(deployment: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,6 +173,11 @@ def run_operator(
     assert config["SCP_CREDENTIALS_DIR"] == str(mounted_at), "settings and mount disagree"
 
     port = free_port()
+    metrics_url = None
+    if config.get("SCP_OPERATOR_METRICS_PORT", "0") != "0":
+        metrics_port = free_port()  # the pod's port may be taken on this machine
+        config = {**config, "SCP_OPERATOR_METRICS_PORT": str(metrics_port)}
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     args = [
         f"--liveness=http://127.0.0.1:{port}/healthz" if a.startswith("--liveness=") else a
         for a in container["args"]
@@ -178,7 +192,9 @@ def run_operator(
         process = subprocess.Popen(
             [str(OPERATOR), *args], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    running = OperatorProcess(process, log_path, f"http://127.0.0.1:{port}/healthz", args, env)
+    running = OperatorProcess(
+        process, log_path, f"http://127.0.0.1:{port}/healthz", metrics_url, args, env
+    )
     try:
         yield running
     finally:

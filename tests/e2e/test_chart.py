@@ -28,6 +28,7 @@ import pytest
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
 from scp_testenv import ControlPlane, resolve_binaries
+from tests.conftest import REPO
 from tests.e2e import charts
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +88,11 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
             "holdRecheckInterval": 30,
             "eventRepeatInterval": 0,
             "checkVersions": False,
+            "maxConcurrentRequests": 8,
+            "maxRequestsPerSecond": 2.5,
+            "dryRun": True,
+            "maxDeletionsPerWindow": 5,
+            "deletionWindow": 600,
             "logFormat": "json",
             "logLevel": "debug",
         },
@@ -296,6 +302,16 @@ def test_a_settings_change_rolls_the_pod_but_a_key_rotation_does_not(
     assert checksum("rotated", {"credentials": {"accessKey": "AK2", "secretKey": "SK2"}}) == base
 
 
+def test_metrics_off_means_port_zero_and_no_service(audited: Audited, tmp_path: Path) -> None:
+    values = {"metrics": {"enabled": False}}
+    manifests = charts.render(audited.cp, charts.values_file(tmp_path, "m", values))
+    assert charts.find(manifests, "ConfigMap")["data"]["SCP_OPERATOR_METRICS_PORT"] == "0"
+    assert [m for m in manifests if m["kind"] in ("Service", "ServiceMonitor")] == []
+    on = charts.render(audited.cp, charts.values_file(tmp_path, "on", {}))
+    assert charts.find(on, "ConfigMap")["data"]["SCP_OPERATOR_METRICS_PORT"] == "9090"
+    assert charts.find(on, "Service")["spec"]["ports"][0]["port"] == 9090
+
+
 def test_rbac_follows_watch_namespaces(audited: Audited, tmp_path: Path) -> None:
     cluster = charts.render(audited.cp, charts.values_file(tmp_path, "c", {}))
     assert [m["kind"] for m in cluster if m["kind"] in ("Role", "RoleBinding")] == []
@@ -317,6 +333,48 @@ def test_rbac_follows_watch_namespaces(audited: Audited, tmp_path: Path) -> None
     args = charts.find(namespaced, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=team-a" in args["args"]
     assert "--namespace=team-b" in args["args"]
+
+
+def _documented_permissions() -> dict[str, set[tuple[str, str, str]]]:
+    """The Permissions table of docs/install.md as (group, resource, verb) sets per object."""
+    text = (REPO / "docs" / "install.md").read_text()
+    section = text[text.index("## Permissions") :]
+    found: dict[str, set[tuple[str, str, str]]] = {
+        "cluster/ClusterRole": set(),
+        "namespaced/ClusterRole": set(),
+        "namespaced/Role": set(),
+    }
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 6 or not cells[2].startswith("`"):
+            continue
+        mode, kind, group, resource, verbs = cells[:5]
+        group = group.strip("`").replace('""', "")
+        resource = resource.split("`")[1]
+        triples = {(group, resource, v.strip("` ")) for v in verbs.split(",")}
+        kind = "Role" if kind.startswith("Role") else "ClusterRole"
+        if mode in ("all namespaces", "both"):
+            found["cluster/ClusterRole"] |= triples
+        if mode in ("watchNamespaces", "both"):
+            found[f"namespaced/{kind}"] |= triples
+    return found
+
+
+def test_install_doc_lists_exactly_the_granted_permissions(
+    audited: Audited, tmp_path: Path
+) -> None:
+    documented = _documented_permissions()
+    cluster = charts.render(audited.cp, charts.values_file(tmp_path, "c", {}))
+    namespaced = charts.render(
+        audited.cp, charts.values_file(tmp_path, "n", {"watchNamespaces": ["team-a"]})
+    )
+    assert documented["cluster/ClusterRole"] == charts.granted(
+        charts.find(cluster, "ClusterRole")["rules"]
+    )
+    assert documented["namespaced/ClusterRole"] == charts.granted(
+        charts.find(namespaced, "ClusterRole")["rules"]
+    )
+    assert documented["namespaced/Role"] == charts.granted(charts.find(namespaced, "Role")["rules"])
 
 
 def test_crds_are_shipped_but_not_templated(audited: Audited, tmp_path: Path) -> None:
@@ -518,6 +576,9 @@ def test_operator_deletes_a_server_with_exactly_the_charts_permissions(
         assert [d["status"] for d in deletes] == [202]
         events = cp.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
         assert "DeleteAccepted" in events
+        scraped = op.metrics()
+        assert scraped is not None, "the chart's metrics port serves nothing"
+        assert "scp_operator" in scraped
     log = op.log()
     assert "Forbidden" not in log, log
     assert " 403" not in log, log
@@ -560,10 +621,12 @@ def test_namespaced_operator_leaves_other_namespaces_alone(
     assert emulator.server(server["id"]) is not None, "a server outside the watch was touched"
 
 
-# What the chart's ServiceAccount must not be able to do, whatever the mode: (verb, resource,
-# namespace: "own" for the release's, "*" for all, "" for cluster-scoped; then an object name
-# and/or extra kubectl flags).
-DENIED: list[tuple[str, str, str, tuple[str, ...]]] = [
+#: One ``kubectl auth can-i`` question: (verb, resource, namespace: "own" for the release's,
+#: "*" for all, "" for cluster-scoped; then an object name and/or extra kubectl flags).
+Check = tuple[str, str, str, tuple[str, ...]]
+
+# What the chart's ServiceAccount must not be able to do, whatever the mode.
+DENIED: list[Check] = [
     ("get", "secrets", "own", ()),
     ("list", "secrets", "own", ()),
     ("get", "secrets", "team-a", ()),
@@ -602,7 +665,7 @@ DENIED: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("create", "kopfpeerings.kopf.dev", "own", ()),
 ]
 
-ALLOWED_CLUSTER: list[tuple[str, str, str, tuple[str, ...]]] = [
+ALLOWED_CLUSTER: list[Check] = [
     ("list", "virtualservers.virtualserver.scp.dev", "*", ()),
     ("watch", "virtualservers.virtualserver.scp.dev", "team-c", ()),
     ("patch", "virtualservers.virtualserver.scp.dev", "team-c", ()),
@@ -613,7 +676,7 @@ ALLOWED_CLUSTER: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("watch", "customresourcedefinitions.apiextensions.k8s.io", "", ()),
 ]
 
-ALLOWED_NAMESPACED = [
+ALLOWED_NAMESPACED: list[Check] = [
     ("list", "virtualservers.virtualserver.scp.dev", "team-a", ()),
     ("patch", "virtualservers.virtualserver.scp.dev", "team-b", ()),
     ("patch", "virtualservers.virtualserver.scp.dev", "team-b", ("--subresource=status",)),
@@ -622,7 +685,7 @@ ALLOWED_NAMESPACED = [
     ("get", "customresourcedefinitions.apiextensions.k8s.io", "", (constants.CRD_NAME,)),
 ]
 
-DENIED_NAMESPACED = [
+DENIED_NAMESPACED: list[Check] = [
     ("list", "virtualservers.virtualserver.scp.dev", "*", ()),
     ("list", "virtualservers.virtualserver.scp.dev", "team-c", ()),
     ("patch", "virtualservers.virtualserver.scp.dev", "team-c", ()),
@@ -632,7 +695,7 @@ DENIED_NAMESPACED = [
     ("get", "namespaces", "", ("team-a",)),
 ]
 
-DENIED_CLUSTER = [
+DENIED_CLUSTER: list[Check] = [
     ("list", "namespaces", "", ()),
     ("get", "events", "team-a", ()),
 ]
@@ -642,7 +705,7 @@ def _can_i(
     cp: ControlPlane,
     kubeconfig: Path,
     release: Release,
-    check: tuple[str, str, str, tuple[str, ...]],
+    check: Check,
 ) -> str:
     verb, resource, namespace, extra = check
     names = [e for e in extra if not e.startswith("--")]
