@@ -67,7 +67,7 @@ def run(kopf_args: Sequence[str]) -> None:
     args = ["run", "--module", "scp_operator.handlers", *kopf_args]
     if not any(a.split("=")[0] in NAMESPACE_FLAGS for a in kopf_args):
         args.append("--all-namespaces")
-    kopf.cli.main(args=args, prog_name="scp-operator run", standalone_mode=True)
+    kopf.cli.main(args=args, prog_name="scp-operator", standalone_mode=True)
 
 
 @cli.command()
@@ -150,6 +150,38 @@ async def _get(loaded: settings_mod.Settings, server_id: str, region: str | None
         return await runtime.client.get_server(server_id, region)
     finally:
         await runtime.aclose()
+
+
+@cli.command("uninstall-check")
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    help="Namespace to look in (repeatable); all namespaces when omitted.",
+)
+def uninstall_check(namespaces: Sequence[str]) -> None:
+    """Refuse (exit 1) while VirtualServers exist: uninstalling the operator would strand them.
+
+    Used by the Helm chart's pre-delete hook. Needs only Kubernetes access (in-cluster or
+    kubeconfig), no SCP settings.
+    """
+    from scp_operator.kube import list_virtualservers
+
+    try:
+        found = list_virtualservers(namespaces)
+    except Exception as exc:  # any API failure: cannot prove it is safe, so refuse
+        _fail(f"cannot list VirtualServers, so refusing to call the uninstall safe: {exc}")
+    if not found:
+        click.echo("no VirtualServers left: safe to uninstall")
+        return
+    shown = ", ".join(found[:20]) + (f" and {len(found) - 20} more" if len(found) > 20 else "")
+    _fail(
+        f"{len(found)} VirtualServer(s) still exist ({shown}); without the operator their "
+        f"finalizer is never released and their servers are never deleted. Delete them and wait "
+        f"until they are gone, or set spec.deletionPolicy: Orphan on those whose servers you keep; "
+        f"`helm uninstall --no-hooks` skips this check."
+    )
 
 
 @cli.command()

@@ -11,12 +11,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
-from scp_operator.constants import CRD_NAME
+from scp_operator.constants import CRD_NAME, GROUP, PLURAL, VERSION
 from scp_operator.decision import CrdState
 
 logger = logging.getLogger(__name__)
+
+
+def _load_config() -> object:
+    import kubernetes
+
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=config
+        )
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=config
+        )
+    return config
+
+
+def list_virtualservers(namespaces: Sequence[str] = ()) -> list[str]:
+    """``namespace/name`` of every VirtualServer (in ``namespaces``, or everywhere).
+
+    A missing CRD means there are none. Other API errors propagate: the caller must not take
+    "could not look" for "nothing there".
+    """
+    import kubernetes
+    from kubernetes.client.exceptions import ApiException
+
+    api: Any = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(_load_config()))
+    items: list[Any] = []
+    try:
+        if namespaces:
+            for ns in namespaces:
+                items += api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+        else:
+            items = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise RuntimeError(f"HTTP {exc.status} {exc.reason}") from None
+    return sorted(f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items)
 
 
 class CrdReader:
@@ -32,16 +72,7 @@ class CrdReader:
             if self._api is None:
                 import kubernetes  # heavy; imported when first needed
 
-                config = kubernetes.client.Configuration()
-                try:
-                    kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
-                        client_configuration=config
-                    )
-                except kubernetes.config.ConfigException:
-                    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                        client_configuration=config
-                    )
-                api_client = kubernetes.client.ApiClient(config)
+                api_client = kubernetes.client.ApiClient(_load_config())
                 self._api = kubernetes.client.ApiextensionsV1Api(api_client)
             return self._api
 

@@ -109,3 +109,24 @@ def test_bad_settings_stop_with_the_variables_name(command: tuple[str, ...]) -> 
     assert "SCP_REGION" in out.stderr
     assert "Traceback" not in out.stderr
     assert SECRET not in out.stderr
+
+
+def test_uninstall_check_refuses_when_it_cannot_look(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "dead",
+                "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u"}}],
+            }
+        )
+    )
+    out = run("uninstall-check", KUBECONFIG=str(kubeconfig))
+    assert out.returncode == 1
+    assert "refusing to call the uninstall safe" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr

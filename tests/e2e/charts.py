@@ -225,12 +225,20 @@ class AuditedRequest:
 
 
 def audited_requests(log: Path, user: str) -> list[AuditedRequest]:
-    """The completed requests ``user`` made, from the API server's JSON-lines audit log."""
-    found = []
+    """The requests ``user`` made, from the API server's JSON-lines audit log.
+
+    A watch is logged at ``ResponseStarted`` and again at ``ResponseComplete`` only when it ends,
+    so each request (``auditID``) is taken from its last stage seen so far.
+    """
+    events: dict[str, dict[str, Any]] = {}
     for line in log.read_text().splitlines():
         event = json.loads(line)
-        if event.get("stage") != "ResponseComplete" or event["user"]["username"] != user:
+        if event.get("stage") not in ("ResponseStarted", "ResponseComplete"):
             continue
+        if event["user"]["username"] == user:
+            events[event["auditID"]] = event
+    found = []
+    for event in events.values():
         ref = event.get("objectRef") or {}
         resource = ref.get("resource", "")
         if ref.get("subresource"):

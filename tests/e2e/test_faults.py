@@ -1,0 +1,627 @@
+"""Fault injection end to end: the invariants of design.md under faults, on a real control plane.
+
+One seeded run deletes a mix of VirtualServers (Delete and Orphan policies, protected ones,
+servers shared by two objects, locked servers unlocked later, locked ones let go with Orphan,
+ids SCP does not know, objects that are never deleted) while, at random moments:
+
+- SCP misbehaves: latency with jitter, 500/502/503, 429 with ``Retry-After``, connection resets,
+  requests that never answer, HTML error pages, garbage bodies — some *after* SCP has acted
+  (``process_first``: the deletion happened, the answer is lost);
+- the operator is SIGKILLed and restarted, at random and right after a DELETE reached SCP;
+- kube-apiserver and etcd are killed and restarted mid-drain;
+- the operator's connections to the API server (watch streams included) are reset.
+
+Then faults stop and every object is checked (see ``check_invariants``): no orphan, no wrong
+delete, no stuck object, no duplicate storms, no operator crash. The summary line names the seed;
+``SCP_FAULT_SEED=<seed>`` replays the same schedule of faults (what is injected, where and in which
+order; the timing of the processes under test is, of course, their own). ``SCP_FAULT_BUDGET=long``
+runs three times the objects for five minutes of faults (see docs/faults.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scp_emulator.config import EmulatorConfig
+from scp_emulator.testing import ThreadedEmulator
+from scp_operator import constants
+from scp_testenv import ControlPlane, KubectlError
+from scp_testenv.operator_process import OperatorProcess
+from tests.e2e import faults_support as fs
+from tests.e2e.faults_support import ROLES, Budget, Checks, Obj, Tally
+from tests.e2e.operator_fixtures import Cluster
+
+SEED = fs.seed_from_env(os.environ.get("SCP_FAULT_SEED"))
+BUDGET = Budget.from_env(os.environ.get("SCP_FAULT_BUDGET"))
+NAMESPACE = "faults"
+
+OPERATOR_ENV = {
+    "SCP_OPERATOR_BACKOFF_BASE": "1",
+    "SCP_OPERATOR_BACKOFF_CAP": "4",
+    "SCP_OPERATOR_SLOW_BACKOFF_BASE": "1",
+    "SCP_OPERATOR_SLOW_BACKOFF_CAP": "4",
+    "SCP_OPERATOR_HOLD_RECHECK_INTERVAL": "2",
+    "SCP_OPERATOR_CONFIRM_POLL_INTERVAL": "1",
+    "SCP_OPERATOR_HTTP_TIMEOUT": "2",
+    "SCP_OPERATOR_EVENT_REPEAT_INTERVAL": "30",
+    "SCP_OPERATOR_METRICS_PORT": "0",
+}
+EMULATOR_FAULT_TIMEOUT = 3.0  # a "timeout" fault holds the request longer than the client waits
+
+# SCP fault kinds: (label, emulator fault fields)
+SCP_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("scp-500", {"kind": "status", "status": 500}),
+    ("scp-502", {"kind": "status", "status": 502}),
+    ("scp-503", {"kind": "status", "status": 503, "headers": {"Retry-After": "1"}}),
+    ("scp-429", {"kind": "status", "status": 429}),
+    ("scp-reset", {"kind": "reset"}),
+    ("scp-timeout", {"kind": "timeout"}),
+    ("scp-html", {"kind": "html"}),
+    ("scp-garbage", {"kind": "garbage"}),
+]
+EVENT_WEIGHTS = {
+    "scp-fault": 40,
+    "latency": 8,
+    "operator-kill": 8,
+    "kill-after-delete": 5,
+    "apiserver-restart": 4,
+    "etcd-restart": 3,
+    "watch-cut": 8,
+    "unlock": 6,
+    "escape": 4,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    at: float  # seconds after the faults start
+    kind: str
+    params: dict[str, Any]
+
+    def describe(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()) if k != "names")
+        names = self.params.get("names")
+        return (
+            f"{self.at:6.2f}s {self.kind}"
+            + (f" {args}" if args else "")
+            + (f" {names}" if names else "")
+        )
+
+
+def make_objects(rng: random.Random, emu: ThreadedEmulator, scale: int) -> list[Obj]:
+    objs: list[Obj] = []
+    for role_name, count in fs.MIX.items():
+        role = ROLES[role_name]
+        for i in range(count * scale):
+            name = f"{role_name}-{i}"
+            if role.missing:
+                sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            else:
+                sid = emu.seed(name=name, locked=role.locked)["id"]
+            if role.shared:
+                objs.append(Obj(f"{name}-a", role, sid, delete=True))
+                objs.append(Obj(f"{name}-b", role, sid, delete=role_name == "shared-both"))
+            else:
+                objs.append(Obj(name, role, sid, delete=role.deleted))
+    return objs
+
+
+def make_schedule(rng: random.Random, objs: list[Obj], budget: Budget) -> list[Event]:
+    """Every fault and deletion of the run, drawn from the seed before anything happens."""
+    events: list[Event] = []
+    to_delete = [o.name for o in objs if o.delete]
+    rng.shuffle(to_delete)
+    window = 0.6 * budget.chaos_seconds
+    at_by_name = {name: rng.uniform(0, window) for name in to_delete}
+    batches: dict[float, list[str]] = {}
+    for name, at in at_by_name.items():
+        batches.setdefault(round(at / 1.5) * 1.5, []).append(name)
+    for at, names in batches.items():
+        events.append(Event(at, "delete", {"names": sorted(names)}))
+    kinds, weights = zip(*EVENT_WEIGHTS.items(), strict=True)
+    targets = sorted({o.server_id for o in objs if o.delete and not o.role.missing})
+    t = 0.0
+    while True:
+        t += min(max(rng.expovariate(1 / budget.mean_gap), 0.2), 5.0)
+        if t >= budget.chaos_seconds:
+            break
+        kind = rng.choices(kinds, weights)[0]
+        params: dict[str, Any] = {}
+        if kind == "scp-fault":
+            label, spec = rng.choice(SCP_FAULTS)
+            method = rng.choices(["DELETE", "GET", None], [60, 25, 15])[0]
+            params = {"label": label, **spec, "times": rng.randint(1, 4)}
+            if method:
+                params["method"] = method
+            if rng.random() < 0.5:
+                params["path_regex"] = rng.choice(targets)
+            if method == "DELETE" and rng.random() < 0.35:
+                params["process_first"] = True
+            if label == "scp-429":
+                params["headers"] = {"Retry-After": str(rng.randint(1, 3))}
+        elif kind == "latency":
+            params = {
+                "ms": rng.choice([0, 0, 50, 200, 600, 1500]),
+                "jitter_ms": rng.choice([0, 300]),
+            }
+        elif kind in ("operator-kill", "kill-after-delete"):
+            params = {"down": round(rng.uniform(0, 3), 2)}
+        elif kind in ("apiserver-restart", "etcd-restart"):
+            params = {"down": round(rng.uniform(0.3, 3), 2)}
+        events.append(Event(round(t, 2), kind, params))
+    return sorted(events, key=lambda e: e.at)
+
+
+class Run:
+    """Carries out a schedule against the control plane, the emulator and the operator."""
+
+    def __init__(
+        self,
+        plane: ControlPlane,
+        proxy: fs.TcpProxy,
+        emu: ThreadedEmulator,
+        operator: OperatorProcess,
+        objs: list[Obj],
+    ) -> None:
+        self.plane = plane
+        self.proxy = proxy
+        self.emu = emu
+        self.operator = operator
+        self.objs = {o.name: o for o in objs}
+        self.cluster = Cluster(plane, NAMESPACE)
+        self.tally = Tally()
+        self.unexpected_exits = 0
+        self.skipped = 0
+
+    # -- kubectl that survives a control plane that just came back ----------------------------
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return self.plane.kubectl(*args, input=input, timeout=30).stdout
+            except KubectlError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        out = self.kubectl("get", "scpvs", "-n", NAMESPACE, "-o", "json")
+        return {o["metadata"]["name"]: o for o in json.loads(out)["items"]}
+
+    def delete(self, names: list[str]) -> None:
+        now = time.time()
+        for name in names:
+            self.objs[name].deleted_at = now
+        self.kubectl("delete", "scpvs", *names, "-n", NAMESPACE, "--wait=false")
+
+    def orphan(self, obj: Obj) -> None:
+        patch = json.dumps({"spec": {"deletionPolicy": "Orphan"}})
+        self.kubectl("patch", "scpvs", obj.name, "-n", NAMESPACE, "--type=merge", "-p", patch)
+        obj.orphaned = True
+
+    # -- the operator ---------------------------------------------------------------------------
+
+    def restart_operator(self, down: float) -> None:
+        self.operator.kill()
+        time.sleep(down)
+        self.operator.start(timeout=90)
+
+    def watch_operator(self) -> None:
+        """An operator that exited by itself crashed: note it and start it again."""
+        if not self.operator.running:
+            self.unexpected_exits += 1
+            self.tally.events.append("!! operator exited unexpectedly; restarted")
+            self.operator.start(timeout=90)
+
+    # -- one event ------------------------------------------------------------------------------
+
+    def execute(self, event: Event) -> None:
+        p = event.params
+        kind = event.kind
+        if kind == "delete":
+            self.delete(p["names"])
+            self.tally.events.append(event.describe())
+        elif kind == "scp-fault":
+            spec = {k: v for k, v in p.items() if k != "label"}
+            fault_id = self.emu.fault(**spec)
+            self.tally.fault_ids[fault_id] = p["label"]
+            self.tally.note(p["label"], event.describe())
+        elif kind == "latency":
+            self.emu.set_latency(p["ms"], p["jitter_ms"])
+            self.tally.note("scp-latency", event.describe())
+        elif kind == "operator-kill":
+            self.tally.disrupt(kind, event.describe())
+            self.restart_operator(p["down"])
+        elif kind == "kill-after-delete":
+            self.kill_after_delete(event)
+        elif kind == "apiserver-restart":
+            self.tally.disrupt(kind, event.describe())
+            fs.kill_apiserver(self.plane)
+            time.sleep(p["down"])
+            fs.start_apiserver(self.plane)
+        elif kind == "etcd-restart":
+            self.tally.disrupt(kind, event.describe())
+            fs.kill_etcd(self.plane)
+            time.sleep(p["down"])
+            fs.start_etcd(self.plane)
+        elif kind == "watch-cut":
+            self.tally.disrupt(kind, event.describe() + f" cut={self.proxy.cut()}")
+        elif kind == "unlock":
+            candidates = [
+                o
+                for o in self.objs.values()
+                if o.role.locked
+                and o.role.unlock
+                and (self.emu.server(o.server_id) or {}).get("locked")
+            ]
+            candidates.sort(key=lambda o: (o.deleted_at is None, o.name))
+            if candidates:
+                self.emu.patch(candidates[0].server_id, locked=False)
+                self.tally.note("unlock", event.describe() + f" {candidates[0].name}")
+            else:
+                self.skipped += 1
+        elif kind == "escape":
+            candidates = [
+                o
+                for o in self.objs.values()
+                if o.role.escape and o.deleted_at is not None and not o.orphaned
+            ]
+            if candidates:
+                self.orphan(sorted(candidates, key=lambda o: o.name)[0])
+                self.tally.note("orphan-patch", event.describe())
+            else:
+                self.skipped += 1
+        else:  # pragma: no cover - the schedule only holds the kinds above
+            raise AssertionError(kind)
+
+    def kill_after_delete(self, event: Event) -> None:
+        """Delete a plain object and SIGKILL the operator the moment its DELETE reaches SCP."""
+        pending = sorted(
+            (o for o in self.objs.values() if o.role.name == "plain" and o.deleted_at is None),
+            key=lambda o: o.name,
+        )
+        if not pending:
+            self.skipped += 1
+            return
+        obj = pending[0]
+        self.delete([obj.name])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not self.emu.requests(
+            method="DELETE", path_contains=obj.server_id
+        ):
+            time.sleep(0.05)
+        self.tally.disrupt("operator-kill", event.describe() + f" after DELETE of {obj.name}")
+        self.restart_operator(event.params["down"])
+
+    def run(self, schedule: list[Event], budget: Budget) -> float:
+        started = time.monotonic()
+        hard_stop = budget.chaos_seconds * 1.6
+        for event in schedule:
+            elapsed = time.monotonic() - started
+            if event.at > elapsed:
+                time.sleep(event.at - elapsed)
+            elif elapsed > hard_stop and event.kind != "delete":
+                self.skipped += 1  # running late (restarts block): keep the run bounded
+                continue
+            self.watch_operator()
+            self.execute(event)
+        return time.monotonic() - started
+
+    # -- healing --------------------------------------------------------------------------------
+
+    def heal(self) -> None:
+        """Stop every fault; finish what the schedule left undone (all planned deletions)."""
+        self.emu.clear_faults()
+        self.emu.set_latency(0)
+        fs.ensure_running(self.plane)
+        self.watch_operator()
+        left = [o.name for o in self.objs.values() if o.delete and o.deleted_at is None]
+        if left:
+            self.delete(left)
+        for o in self.objs.values():
+            if o.role.locked and o.role.unlock:
+                self.emu.patch(o.server_id, locked=False)
+            if o.role.escape and not o.orphaned:
+                self.orphan(o)
+
+
+# --- the invariants ---------------------------------------------------------------------------
+
+
+def expected_gone(o: Obj) -> bool:
+    return o.delete and not o.role.protected and o.role.name != "shared-one"
+
+
+def reason(obj: dict[str, Any] | None) -> str | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Deleting":
+            return str(cond.get("reason"))
+    return None
+
+
+def settled(run: Run) -> Callable[[], bool]:
+    def check() -> bool:
+        present = run.objects()
+        for o in run.objs.values():
+            if expected_gone(o) and o.name in present:
+                return False
+            if o.delete and not expected_gone(o):
+                want = "DeletionProtected" if o.role.protected else "ServerShared"
+                if reason(present.get(o.name)) != want:
+                    return False
+        return True
+
+    return check
+
+
+def when(entry: dict[str, Any]) -> float:
+    return dt.datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")).timestamp()
+
+
+def accepted(entry: dict[str, Any]) -> bool:
+    """Did this DELETE make SCP delete (or find gone) the server, whatever the client saw?"""
+    if entry["verdict"] == "ok":
+        return entry["status"] in (202, 404)
+    return str(entry.get("detail") or "").startswith("processed (the API answered 202)")
+
+
+def check_invariants(run: Run, deletes: list[dict[str, Any]]) -> Checks:
+    checks = Checks()
+    present = run.objects()
+    by_sid: dict[str, list[dict[str, Any]]] = {}
+    for entry in deletes:
+        by_sid.setdefault(str(entry["server_id"]), []).append(entry)
+    holders: dict[str, list[Obj]] = {}
+    for o in run.objs.values():
+        holders.setdefault(o.server_id, []).append(o)
+    disruptions = len(run.tally.disruptions)
+
+    for o in run.objs.values():
+        calls = by_sid.get(o.server_id, [])
+        server = None if o.role.missing else run.emu.server(o.server_id)
+        gone_in_scp = o.role.missing or server is None or server.get("state") == "DELETING"
+        obj = present.get(o.name)
+        tag = f"{o.name} (server {o.server_id})"
+
+        # no orphan: an object gone from Kubernetes had its server deleted or already gone
+        if obj is None and not o.releases_without_delete:
+            seen = [c["status"] for c in calls if c["verdict"] == "ok"]
+            checks.check(
+                "no-orphan",
+                gone_in_scp and any(accepted(c) for c in calls),
+                f"{tag} is gone from Kubernetes but SCP still has the server "
+                f"(state {server and server.get('state')}; DELETE answers {seen})",
+            )
+
+        # no wrong delete: protected, Orphan, still-present objects keep their servers
+        keep = (
+            o.role.protected
+            or o.role.policy == "Orphan"
+            or o.role.escape
+            or not o.delete
+            or o.role.name == "shared-one"
+        )
+        if keep:
+            checks.check(
+                "no-wrong-delete",
+                not gone_in_scp and not any(accepted(c) for c in calls),
+                f"{tag} ({o.role.name}) must keep its server; SCP state "
+                f"{server and server.get('state')}, DELETE answers {[c['status'] for c in calls]}",
+            )
+            if not o.role.escape:  # an escape object was Delete (and locked) before Orphan
+                checks.check(
+                    "no-wrong-delete", not calls, f"{tag} ({o.role.name}) got {len(calls)} DELETEs"
+                )
+        if o.role.name == "shared-both" and calls:
+            last_deleted = max(h.deleted_at or 0.0 for h in holders[o.server_id])
+            first_call = min(when(c) for c in calls)
+            checks.check(
+                "no-wrong-delete",
+                first_call >= last_deleted - 0.05,
+                f"{tag}: DELETE {first_call - last_deleted:.2f}s before the last object naming "
+                f"the server was deleted",
+            )
+
+        # no stuck object
+        if expected_gone(o):
+            checks.check("no-stuck", obj is None, f"{tag} ({o.role.name}) is still present")
+        elif o.delete:
+            want = "DeletionProtected" if o.role.protected else "ServerShared"
+            checks.check(
+                "no-stuck",
+                obj is not None
+                and reason(obj) == want
+                and constants.FINALIZER in obj["metadata"].get("finalizers", []),
+                f"{tag} should be held with {want}, is {reason(obj) if obj else 'gone'}",
+            )
+        else:
+            checks.check(
+                "no-stuck",
+                obj is not None and not obj["metadata"].get("deletionTimestamp"),
+                f"{tag} was never deleted but is {'terminating' if obj else 'gone'}",
+            )
+
+    # every DELETE names a server that some deleted object (Delete policy at the time) named
+    allowed = {
+        o.server_id
+        for o in run.objs.values()
+        if o.delete
+        and o.role.policy == "Delete"
+        and not o.role.protected
+        and o.role.name != "shared-one"
+    }
+    for entry in deletes:
+        checks.check(
+            "no-wrong-delete",
+            entry["server_id"] in allowed,
+            f"DELETE for server {entry['server_id']}, which no deleted object named",
+        )
+
+    # no duplicate storms
+    for sid, calls in by_sid.items():
+        n_holders = len(holders.get(sid, []))
+        answers = sum(1 for c in calls if c["verdict"] == "ok" and c["status"] in (202, 404))
+        checks.check(
+            "no-storm",
+            answers <= n_holders + disruptions,
+            f"server {sid}: {answers} DELETEs answered 202/404 (holders {n_holders}, "
+            f"disruptions {disruptions})",
+        )
+        times = sorted(when(c) for c in calls)
+        burst = max(
+            (sum(1 for t in times if start <= t < start + 2.0) for start in times), default=0
+        )
+        checks.check(
+            "no-storm",
+            burst <= 2 + n_holders,
+            f"server {sid}: {burst} DELETEs within 2 s",
+        )
+
+    checks.check(
+        "no-crash",
+        run.unexpected_exits == 0,
+        f"the operator exited by itself {run.unexpected_exits} times",
+    )
+    return checks
+
+
+# --- the test ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ControlPlane]:
+    with fs.private_control_plane() as cp:
+        cp.kubectl("create", "namespace", NAMESPACE)
+        yield cp
+
+
+def announce(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    with capsys.disabled():
+        print(f"\n{line}", flush=True)
+
+
+def test_invariants_hold_under_faults(
+    plane: ControlPlane,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    began = time.monotonic()
+    replay = f"SCP_FAULT_SEED={SEED} SCP_FAULT_BUDGET={BUDGET.name}"
+    announce(capsys, f"fault suite: seed={SEED} budget={BUDGET.name} (replay with {replay})")
+    record_property("fault_seed", SEED)
+    rng = random.Random(SEED)
+    proxy = fs.TcpProxy(plane.port)
+    kubeconfig = fs.kubeconfig_via(plane, proxy.port, tmp_path / "operator.kubeconfig")
+    config = EmulatorConfig(delete_delay=0.5, fault_timeout=EMULATOR_FAULT_TIMEOUT)
+    with ThreadedEmulator(config) as emu:
+        objs = make_objects(rng, emu, BUDGET.scale)
+        schedule = make_schedule(rng, objs, BUDGET)
+        operator = OperatorProcess(
+            kubeconfig=kubeconfig,
+            log_path=tmp_path / "operator.log",
+            namespaces=[NAMESPACE],
+            env={
+                "SCP_ENDPOINT": emu.url,
+                "SCP_ACCESS_KEY": emu.access_key,
+                "SCP_SECRET_KEY": emu.secret_key,
+                **OPERATOR_ENV,
+            },
+        )
+        run = Run(plane, proxy, emu, operator, objs)
+        try:
+            operator.start(timeout=90)
+            items = [
+                {
+                    "apiVersion": constants.API_VERSION,
+                    "kind": constants.KIND,
+                    "metadata": {
+                        "name": o.name,
+                        **(
+                            {"annotations": {constants.PROTECTION_ANNOTATION: "true"}}
+                            if o.role.protected
+                            else {}
+                        ),
+                    },
+                    "spec": {"serverId": o.server_id, "deletionPolicy": o.role.policy},
+                }
+                for o in objs
+            ]
+            run.kubectl(
+                "apply",
+                "-n",
+                NAMESPACE,
+                "-f",
+                "-",
+                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+            )
+            fs_wait(
+                lambda: all(
+                    constants.FINALIZER in (x["metadata"].get("finalizers") or [])
+                    for x in run.objects().values()
+                ),
+                60,
+                "every object carries the finalizer",
+            )
+            chaos = run.run(schedule, BUDGET)
+            run.heal()
+            healed = time.monotonic()
+            fs_wait(settled(run), BUDGET.settle_seconds, "every deletion to settle after healing")
+            settle = time.monotonic() - healed
+            time.sleep(4)  # a quiet spell: a wrong DELETE made late would show up now
+            run.watch_operator()
+            requests = emu.requests()
+            deletes = [r for r in requests if r["method"] == "DELETE"]
+            checks = check_invariants(run, deletes)
+        except BaseException:
+            (tmp_path / "schedule.txt").write_text("\n".join(run.tally.events))
+            print(f"seed {SEED}; operator log tail:\n{operator.tail(60)}")
+            raise
+        finally:
+            operator.stop()
+            proxy.close()
+
+    statuses = Counter(str(r["status"]) if r["verdict"] == "ok" else "fault" for r in deletes)
+    per_server = Counter(str(r["server_id"]) for r in deletes)
+    fired = run.tally.fired(requests)
+    faults = " ".join(f"{k}={v}" for k, v in sorted(run.tally.faults.items()))
+    summary = (
+        f"fault suite: seed={SEED} budget={BUDGET.name} objects={len(objs)} "
+        f"faults injected: {faults} (SCP faults that answered a request: {sum(fired.values())}) "
+        f"| DELETE calls={len(deletes)} ({', '.join(f'{k}:{v}' for k, v in sorted(statuses.items()))}; "
+        f"max per server {max(per_server.values(), default=0)}) "
+        f"| invariant checks passed={checks.total} "
+        f"({', '.join(f'{k}:{v}' for k, v in sorted(checks.passed.items()))}), "
+        f"failed={len(checks.failures)} "
+        f"| faults {chaos:.0f}s, settled {settle:.1f}s after healing, "
+        f"total {time.monotonic() - began:.0f}s"
+    )
+    announce(capsys, summary)
+    record_property("fault_summary", summary)
+    assert not checks.failures, (
+        f"seed {SEED} ({replay}): {len(checks.failures)} invariant violations:\n"
+        + "\n".join(checks.failures[:30])
+        + "\nschedule:\n"
+        + "\n".join(run.tally.events)
+    )
+
+
+def fs_wait(check: Callable[[], Any], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"seed {SEED}: timed out after {within:.0f}s waiting for {what}")
+        time.sleep(1.0)
