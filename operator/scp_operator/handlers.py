@@ -196,8 +196,12 @@ async def observe(
             timing=runtime.timing,
         )
     )
-    ready("Unknown", decision.reason, f"cannot read server {sid}: {decision.message}", True)
-    raise kopf.TemporaryError(decision.message, delay=decision.delay or 60)
+    # The deletion table's wording carries the hints for keys, clock and permissions; for other
+    # answers SCP's own words are clearer than deletion-flavoured ones.
+    hinted = outcome.kind in (Kind.UNAUTHORIZED, Kind.FORBIDDEN, Kind.NO_CREDENTIALS)
+    message = f"cannot read server {sid}: {decision.message if hinted else outcome.describe()}"
+    ready("Unknown", decision.reason, message, True)
+    raise kopf.TemporaryError(message, delay=decision.delay or 60)
 
 
 def _terminating_orphan(meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> bool:
