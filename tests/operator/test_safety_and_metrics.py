@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from scp_emulator.server import EmulatorServer
+from scp_operator.metrics import BLOCKED
 from tests.operator.conftest import eventually, running_operator
 from tests.operator.kube import condition, create, delete, obj, patch
 
@@ -74,6 +75,13 @@ async def test_blast_radius_budget_holds_the_excess_until_bypassed(
         assert obj(k8s, held[1]) is not None
 
 
+def _value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not in the metrics")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,6 +92,7 @@ async def test_metrics_endpoint_counts_requests_and_outcomes(
     k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = _free_port()
+    blocked_before = BLOCKED.labels("Conflict")._value.get()
     sid = emulator.state.add_server(name="m").id
     locked = emulator.state.add_server(name="ml", locked=True).id
     async with running_operator(monkeypatch, emulator, SCP_OPERATOR_METRICS_PORT=str(port)):
@@ -101,7 +110,8 @@ async def test_metrics_endpoint_counts_requests_and_outcomes(
     assert 'scp_operator_scp_requests_total{code="202",method="DELETE"}' in text
     assert 'scp_operator_scp_requests_total{code="409",method="DELETE"}' in text
     assert 'scp_operator_deletions_total{outcome="DeleteAccepted"}' in text
-    assert 'scp_operator_blocked_objects{reason="Conflict"} 1.0' in text
+    # the registry is process-wide: other tests' held objects count too, so compare to before
+    assert _value(text, 'scp_operator_blocked_objects{reason="Conflict"}') == blocked_before + 1
     assert 'scp_operator_retries_total{reason="Conflict"}' in text
     assert 'scp_operator_api_version_info{support="current",version="1.3"} 1.0' in text
     assert "scp_operator_scp_request_duration_seconds_bucket" in text

@@ -172,16 +172,26 @@ def test_build_context_holds_only_what_the_wheel_needs() -> None:
     files = {p.as_posix() for p in dockerignore_filter(REPO, _rules())}
     assert {"pyproject.toml", "README.md", "operator/scp_operator/cli.py"} <= files
     for path in files:
-        assert path in ("pyproject.toml", "README.md") or path.startswith("operator/scp_operator/")
+        # the operator and the SCP emulator (a documented user tool with its own console script)
+        assert path in ("pyproject.toml", "README.md") or path.startswith(
+            ("operator/scp_operator/", "operator/scp_emulator/")
+        )
+        assert not path.startswith("operator/scp_testenv/")  # repository tooling only
         assert "__pycache__" not in path
         assert not path.endswith(".pyc")
 
 
-def test_the_wheel_holds_only_the_operator(build: Build) -> None:
+def test_the_wheel_holds_the_operator_and_the_emulator_only(build: Build) -> None:
     with zipfile.ZipFile(build.wheel) as wheel:
         top = {name.split("/")[0] for name in wheel.namelist()}
-    assert "scp_operator" in top
-    assert {t for t in top if not t.endswith(".dist-info")} == {"scp_operator"}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"scp_operator", "scp_emulator"}
+    emulator = subprocess.run(
+        [str(build.venv / "bin" / "scp-emulator"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert emulator.returncode == 0, emulator.stderr
 
 
 def test_the_entrypoint_runs_in_the_runtime_venv(build: Build) -> None:
