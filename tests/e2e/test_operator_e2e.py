@@ -267,3 +267,24 @@ def test_two_hundred_objects_deleted_at_once_each_get_one_accepted_delete(
         per_server.setdefault(call["server_id"], []).append(call["status"])
     assert set(per_server) == set(sids)
     assert all(statuses == [202] for statuses in per_server.values())
+
+
+def test_finalizer_in_the_manifest_covers_objects_the_operator_never_saw_alive(
+    cluster: Cluster,
+    emulator: ThreadedEmulator,
+    make_operator: Callable[..., OperatorProcess],
+) -> None:
+    sid = emulator.seed(name="unseen")["id"]
+    cluster.apply(
+        {
+            "apiVersion": constants.API_VERSION,
+            "kind": constants.KIND,
+            "metadata": {"name": "unseen", "finalizers": [constants.FINALIZER]},
+            "spec": {"serverId": sid},
+        }
+    )
+    cluster.delete("unseen")  # the operator is not running yet
+    assert cluster.get("unseen") is not None
+    make_operator().start()
+    wait_for(lambda: cluster.get("unseen") is None, what="deleted once the operator runs")
+    assert [c["status"] for c in deletes(emulator, sid)] == [202]
