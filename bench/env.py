@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import os
 import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,15 @@ class InFlightProbe:
         self.max_per_server.clear()
 
 
+class BenchOperator(OperatorProcess):
+    """An operator process that remembers when it started and where the logs stood then."""
+
+    started_at: float | None = None
+    ready_at: float | None = None  # when start() returned (ready line seen, plus Kopf's 1 s)
+    audit_offset: int = 0
+    log_offset: int = 0
+
+
 @dataclasses.dataclass
 class Options:
     """What every section shares."""
@@ -116,7 +125,7 @@ class Bench:
         self.audit = AuditLog(self.audit_log_path, OPERATOR_USER)
         self.kube: Kube | None = None
         self.operator_settings = sorted(OperatorSettings.model_fields)
-        self._operators: list[OperatorProcess] = []
+        self._operators: list[BenchOperator] = []
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -149,11 +158,28 @@ class Bench:
             raise RuntimeError("no client")
         return self.kube
 
-    def infrastructure_pids(self) -> list[int]:
-        """This process (harness + emulator thread), etcd and kube-apiserver."""
-        import os
+    def meter(self, operator: OperatorProcess | None = None) -> procfs.LoadMeter:
+        """A started CPU meter over the benchmark's processes: this one (harness + emulator
+        thread), kube-apiserver, etcd and, if given, the operator."""
+        groups: dict[str, list[int]] = {"harness+emulator": [os.getpid()]}
+        for pid in procfs.pids_mentioning(str(self.cp.workdir)):
+            if pid == os.getpid():
+                continue
+            name = Path((Path("/proc") / str(pid) / "comm").read_text().strip()).name
+            groups.setdefault("etcd" if name.startswith("etcd") else "kube-apiserver", []).append(
+                pid
+            )
+        if operator is not None and operator.proc is not None:
+            groups["operator"] = [operator.proc.pid]
+        return procfs.LoadMeter(groups).start()
 
-        return [os.getpid(), *procfs.pids_mentioning(str(self.cp.workdir))]
+    def connections(self, operator: OperatorProcess) -> dict[str, int]:
+        """The operator's open TCP connections to the API server and to the emulator."""
+        if operator.proc is None:
+            return {}
+        emulator_port = int(self.emu.url.rsplit(":", 1)[1])
+        ports = {"kube-apiserver": self.cp.port, "scp": emulator_port}
+        return procfs.tcp_connections(operator.proc.pid, ports)
 
     # ---- SCP emulator ----------------------------------------------------------------------
 
@@ -207,15 +233,18 @@ class Bench:
         env.update(extra)
         return env
 
-    async def start_operator(self, namespace: str, tag: str, **extra: str) -> OperatorProcess:
-        proc = OperatorProcess(
+    async def start_operator(self, namespace: str, tag: str, **extra: str) -> BenchOperator:
+        proc = BenchOperator(
             kubeconfig=self.cp.kubeconfig_for(OPERATOR_USER),
             log_path=self.workdir / f"operator-{tag}.log",
             env=self.operator_env(**extra),
             namespaces=[namespace],
         )
         self._operators.append(proc)
+        proc.audit_offset, proc.log_offset = self.audit.offset(), self.log_index()
+        proc.started_at = time.time()
         await asyncio.to_thread(proc.start, 120.0)
+        proc.ready_at = time.time()
         return proc
 
     async def stop_operator(self, proc: OperatorProcess) -> None:
@@ -268,19 +297,18 @@ class Bench:
         await asyncio.gather(*(create(n, s) for n, s in zip(names, server_ids, strict=True)))
         return names
 
-    async def delete_all(self, namespace: str) -> asyncio.Task[Any]:
-        """Start one DELETE on the collection (what a namespace deletion does); returns the task."""
-        task = asyncio.create_task(self.k.call("DELETECOLLECTION", vs_path(namespace)))
+    async def delete_all(self, namespace: str) -> asyncio.Task[float]:
+        """Start one DELETE on the collection (what a namespace deletion does); the task's
+        result is the wall-clock time its answer arrived."""
+
+        async def delete() -> float:
+            await self.k.call("DELETECOLLECTION", vs_path(namespace))
+            return time.time()
+
+        task = asyncio.create_task(delete())
         await asyncio.sleep(0)
         return task
 
 
 def random_server_ids(count: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(count)]
-
-
-def wait_seconds(start: float) -> float:
-    return round(time.time() - start, 3)
-
-
-Predicate = Callable[..., bool]

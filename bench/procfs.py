@@ -10,17 +10,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far (0 once it is gone)."""
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of one process (or one of its threads) so far (0 once gone)."""
+    base = PROC / str(pid)
+    path = base / "stat" if thread is None else base / "task" / str(thread) / "stat"
     try:
-        text = (PROC / str(pid) / "stat").read_text()
+        text = path.read_text()
     except OSError:
         return 0.0
     fields = text.rsplit(")", 1)[1].split()
@@ -41,6 +43,34 @@ def memory_mib(pid: int) -> dict[str, float]:
             kib = float(value.split()[0])
             result["rss" if key == "VmRSS" else "peak_rss"] = kib / 1024
     return result
+
+
+def tcp_connections(pid: int, remote_ports: Mapping[str, int]) -> dict[str, int]:
+    """Established TCP connections of a process, counted by named remote port."""
+    inodes = set()
+    try:
+        for fd in (PROC / str(pid) / "fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return {}
+    by_port = {port: name for name, port in remote_ports.items()}
+    counts = dict.fromkeys(remote_ports, 0)
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (PROC / str(pid) / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if fields[3] == "01" and fields[9] in inodes and remote_port in by_port:
+                counts[by_port[remote_port]] += 1
+    return counts
 
 
 def busy_cpu_seconds() -> float:
@@ -80,6 +110,7 @@ class LoadSample:
     machine_busy_cores: float
     benchmark_cores: float
     foreign_cores: float
+    by_process_cores: dict[str, float]
     loadavg_end: list[float]
 
     def as_dict(self) -> dict[str, object]:
@@ -88,21 +119,32 @@ class LoadSample:
             "machine_busy_cores": round(self.machine_busy_cores, 2),
             "benchmark_cores": round(self.benchmark_cores, 2),
             "foreign_cores": round(self.foreign_cores, 2),
+            "by_process_cores": {k: round(v, 2) for k, v in self.by_process_cores.items()},
             "loadavg_end": self.loadavg_end,
         }
 
 
 class LoadMeter:
-    """Machine CPU vs the benchmark's own processes between :meth:`start` and :meth:`stop`."""
+    """Machine CPU vs the benchmark's own processes between :meth:`start` and :meth:`stop`.
 
-    def __init__(self, pids: Iterable[int]) -> None:
-        self.pids = sorted(set(pids))
+    ``processes`` names the benchmark's processes; an ``operator`` entry is also split into its
+    event-loop thread (``operator-loop``) and its worker threads (``operator-threads``: sync
+    handlers, the kubernetes client's calls in ``asyncio.to_thread``).
+    """
+
+    def __init__(self, processes: Mapping[str, Iterable[int]]) -> None:
+        self.processes = {name: sorted(set(pids)) for name, pids in processes.items()}
         self._t0 = 0.0
         self._busy0 = 0.0
-        self._ours0 = 0.0
+        self._ours0: dict[str, float] = {}
 
-    def _ours(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids)
+    def _ours(self) -> dict[str, float]:
+        result = {
+            name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.processes.items()
+        }
+        for pid in self.processes.get("operator", []):
+            result["operator-loop"] = cpu_seconds(pid, thread=pid)
+        return result
 
     def start(self) -> LoadMeter:
         self._t0 = time.monotonic()
@@ -113,11 +155,16 @@ class LoadMeter:
     def stop(self) -> LoadSample:
         seconds = max(time.monotonic() - self._t0, 1e-6)
         busy = busy_cpu_seconds() - self._busy0
-        ours = self._ours() - self._ours0
+        now = self._ours()
+        used = {name: now[name] - self._ours0.get(name, 0.0) for name in now}
+        if "operator-loop" in used:
+            used["operator-threads"] = used["operator"] - used["operator-loop"]
+        ours = sum(used[name] for name in self.processes)
         return LoadSample(
             seconds=seconds,
             machine_busy_cores=busy / seconds,
             benchmark_cores=ours / seconds,
             foreign_cores=max(busy - ours, 0.0) / seconds,
+            by_process_cores={name: value / seconds for name, value in used.items()},
             loadavg_end=loadavg(),
         )

@@ -51,7 +51,8 @@ def render(result: dict[str, Any]) -> str:
             f" + uncommitted changes {meta['code']['uncommitted_digest']}"
             if meta["code"]["uncommitted_operator_changes"]
             else ""
-        ),
+        )
+        + (" (CHANGED during the run)" if meta["code"].get("changed_during_run") else ""),
         f"machine: {meta['cpus']} CPUs, load average at start {meta['loadavg_start']}, "
         f"at end {meta.get('loadavg_end')}; C enforced by {meta['concurrency_enforced_by']}",
     ]
@@ -97,14 +98,18 @@ def render(result: dict[str, Any]) -> str:
                 _fmt(_median(d, "last_marked_s")),
                 _fmt(_median(d, "last_delete_sent_s")),
                 _fmt(_median(d, "drain_seconds")),
-                _fmt(_median(d, "operator_cpu_share")),
+                _fmt(_median(d, "operator_cpu_ms_per_object"), 1),
+                _cores(d, "operator-loop"),
+                _cores(d, "operator-threads"),
+                _cores(d, "kube-apiserver"),
                 _fmt(_median(d, "k8s_bound", "last_marked_s")),
             ]
             for d in drains
         ]
         out += [
             "",
-            "where the drain's time went (medians, seconds from the collection DELETE)",
+            "where the drain's time went (medians; seconds from the collection DELETE; "
+            "CPU in cores during the drain)",
             table(
                 [
                     "N",
@@ -112,7 +117,10 @@ def render(result: dict[str, Any]) -> str:
                     "last marked",
                     "last SCP DELETE",
                     "last gone",
-                    "operator CPU share",
+                    "op CPU ms/obj",
+                    "op loop cores",
+                    "op threads cores",
+                    "apiserver cores",
                     "baseline: last marked",
                 ],
                 rows,
@@ -189,21 +197,29 @@ def render(result: dict[str, Any]) -> str:
         ]
     fp = result.get("footprint")
     if fp:
-        rows = [
-            [
-                str(s["objects"]),
-                _fmt(s["memory_mib"]["rss"], 1),
-                _fmt(s["memory_mib"]["peak_rss"], 1),
-                _fmt(s.get("cpu_ms_per_object")),
-                _fmt(s.get("idle_cpu_cores"), 4),
-                _fmt(s.get("handling_seconds")),
-            ]
-            for s in fp["stages"]
-        ]
+        rows = []
+        for st in fp["stages"]:
+            r = st.get("resume") or {}
+            rows.append(
+                [
+                    str(st["objects"]),
+                    _fmt(st["memory_mib"]["rss"], 1),
+                    _fmt(st["memory_mib"]["peak_rss"], 1),
+                    _fmt(st.get("cpu_ms_per_object")),
+                    _fmt(st.get("idle_cpu_cores"), 4),
+                    _fmt((st.get("connections") or {}).get("kube-apiserver")),
+                    _fmt(r.get("first_resumed_seconds")),
+                    _fmt(r.get("all_resumed_seconds")),
+                    _fmt(r.get("scp_bound_seconds")),
+                    _fmt(r.get("cpu_seconds")),
+                    _fmt((r.get("memory_mib") or {}).get("peak_rss"), 1),
+                ]
+            )
         r = fp["resume"]
         out += [
             "",
-            "operator footprint (one process, objects added in steps)",
+            "operator footprint (objects added in steps; after each step a new process resumes "
+            "them all)",
             table(
                 [
                     "objects",
@@ -211,15 +227,17 @@ def render(result: dict[str, Any]) -> str:
                     "peak RSS MiB",
                     "CPU ms/obj",
                     "idle CPU cores",
-                    "handling s",
+                    "API conns",
+                    "resume: first s",
+                    "all s",
+                    "ceil(N/C)*L s",
+                    "CPU s",
+                    "peak RSS MiB",
                 ],
                 rows,
             ),
-            f"resume: {r['objects']} existing objects all resumed {r['all_resumed_seconds']} s "
-            f"after process start (ready line {r['ready_line_seconds']} s; "
-            f"ceil(N/C)*L = {r['scp_bound_seconds']:.1f} s); CPU {r['cpu_seconds']} s; "
-            f"peak RSS {r['memory_mib']['peak_rss']} MiB; "
-            f"K8s {_requests(r['k8s_requests'])} per object; SCP {r['scp_requests']}",
+            f"resume requests per object: K8s {_requests(r['k8s_requests'])}, "
+            f"SCP {r['scp_requests']} for {r['objects']} objects",
         ]
     hour = result.get("first_hour")
     if hour:
@@ -259,6 +277,11 @@ def render(result: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(out)
+
+
+def _cores(drain: dict[str, Any], process: str) -> str:
+    values = sorted(r["load"].get("by_process_cores", {}).get(process, 0.0) for r in drain["runs"])
+    return _fmt(values[len(values) // 2] if values else None)
 
 
 def _median(drain: dict[str, Any], key: str, sub: str | None = None) -> float | None:

@@ -98,17 +98,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def code_state() -> dict[str, Any]:
-    """Which operator code was measured: the commit, and a digest of uncommitted changes."""
+    """Which operator code was measured: the commit, the trees of operator/ and crds/, and a
+    digest of uncommitted changes to them (commits elsewhere do not change the code)."""
     root = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
         result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        return result.stdout if result.returncode == 0 else ""
+        return result.stdout.strip() if result.returncode == 0 else ""
 
     diff = git("diff", "HEAD", "--", "operator", "crds")
     untracked = git("ls-files", "--others", "--exclude-standard", "--", "operator", "crds")
+    trees = [git("rev-parse", "--short", f"HEAD:{path}") for path in ("operator", "crds")]
     return {
-        "commit": git("rev-parse", "--short", "HEAD").strip() or None,
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "operator_and_crds_trees": "/".join(trees),
         "uncommitted_operator_changes": bool(diff or untracked),
         "uncommitted_digest": hashlib.sha256((diff + untracked).encode()).hexdigest()[:12],
     }
@@ -169,6 +172,9 @@ async def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
                 bench, args.footprint_sizes, args.latency_ms, args.concurrency
             )
     result["meta"]["loadavg_end"] = procfs.loadavg()
+    now = code_state()
+    if any(now[k] != result["meta"]["code"][k] for k in now if k != "commit"):
+        result["meta"]["code"]["changed_during_run"] = True
     return result
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import procfs
-from bench.env import Bench, random_server_ids
+from bench.env import Bench, BenchOperator, random_server_ids
 from bench.kube import (
     WRITE_VERBS,
     AuditRequest,
@@ -115,12 +115,13 @@ async def k8s_bound(bench: Bench, n: int, within: float) -> dict[str, Any]:
     try:
         await bench.create_objects(ns, random_server_ids(n), finalizer=HOLD_FINALIZER)
         await tracker.wait(lambda t: t.count("finalized") >= n, within, f"{n} baseline objects")
+        meter = bench.meter()
         t0 = time.time()
         delete = await bench.delete_all(ns)
         await tracker.wait(lambda t: t.count("gone") >= n, within, "baseline objects gone")
         end = max(t.gone or 0.0 for t in tracker.objects.values())
-        await delete
-        answered = time.time()
+        load = meter.stop()
+        answered = await delete
         await asyncio.gather(*tasks)
     finally:
         await tracker.stop()
@@ -131,6 +132,7 @@ async def k8s_bound(bench: Bench, n: int, within: float) -> dict[str, Any]:
         "deletecollection_answered_s": round(answered - t0, 3),
         "last_marked_s": round(last_marked, 3),
         "writes": 1 + len(tasks),
+        "load": load.as_dict(),
     }
 
 
@@ -166,16 +168,16 @@ async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[
         own_before = collections.Counter(kube.own)
         bench.probe_reset()
         cpu_before = procfs.cpu_seconds(pid)
-        meter = procfs.LoadMeter([*bench.infrastructure_pids(), pid]).start()
+        meter = bench.meter(operator)
         t0 = time.time()
         delete = await bench.delete_all(ns)
         await tracker.wait(lambda t: t.count("gone") >= n, within, f"{n} objects gone")
         end = max(t.gone or 0.0 for t in tracker.objects.values())
-        await delete
-        delete_answered = time.time()
         load = meter.stop()
+        delete_answered = await delete
         operator_cpu = procfs.cpu_seconds(pid) - cpu_before
         memory = procfs.memory_mib(pid)
+        connections = bench.connections(operator)
         await _settle(bench)
         totals_after = request_totals(await kube.metrics_text())
         own_diff = collections.Counter(kube.own)
@@ -222,6 +224,7 @@ async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[
         "last_marked_s": round(max(marked, default=0.0), 3),
         "last_delete_sent_s": round(max(sent, default=0.0), 3),
         "operator_cpu_share": round(operator_cpu / max(end - t0, 1e-9), 2),
+        "operator_cpu_ms_per_object": round(1000 * operator_cpu / n, 2),
         "objects_per_second": round(n / max(end - t0, 1e-9), 2),
         "k8s_requests_create": summarize(create_counts, n),
         "k8s_requests_drain": summarize(by_audit, n),
@@ -239,6 +242,7 @@ async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[
         "latency_since_delete_request": ms_summary(since_request),
         "operator_cpu_seconds": round(operator_cpu, 2),
         "operator_memory_mib": {k: round(v, 1) for k, v in memory.items()},
+        "operator_connections": connections,
         "load": load.as_dict(),
         "operator_metrics": operator_metrics,
     }
@@ -341,96 +345,117 @@ async def idle_latency(bench: Bench, samples: int, within: float = 120.0) -> dic
 async def footprint(
     bench: Bench, sizes: list[int], latency_ms: float, concurrency: int, idle_window: float = 10.0
 ) -> dict[str, Any]:
-    """Operator RSS and CPU with growing numbers of watched objects, then a restart's resume."""
+    """Operator RSS and CPU with growing numbers of watched objects; after each step, the
+    operator is restarted and the resume of every object is timed."""
     kube = bench.k
     ns = await bench.namespace("footprint")
-    operator = await bench.start_operator(ns, "footprint")
-    assert operator.proc is not None
-    pid = operator.proc.pid
     tracker = Tracker(kube, ns, FINALIZER)
     await tracker.start()
-    stages: list[dict[str, Any]] = [
-        {"objects": 0, "memory_mib": procfs.memory_mib(pid), "cpu_total_s": procfs.cpu_seconds(pid)}
-    ]
-    total, all_ids = 0, []
+    stages: list[dict[str, Any]] = []
+    total, all_ids = 0, list[str]()
     try:
-        for size in sorted(sizes):
+        for step, size in enumerate(sorted(sizes)):
             add = size - total
             if add <= 0:
                 continue
-            server_ids = bench.seed(add, prefix=f"fp{size}")
-            all_ids += server_ids
-            cpu0, t0 = procfs.cpu_seconds(pid), time.time()
-            meter = procfs.LoadMeter([*bench.infrastructure_pids(), pid]).start()
-            await bench.create_objects(ns, server_ids, first=total)
-            total = size
-            await tracker.wait(
-                _handled(size),
-                max(300.0, add * 0.5),
-                f"{size} objects observed",
-            )
-            handled = time.time() - t0
-            load = meter.stop()
-            await _settle(bench)
-            cpu_handling = procfs.cpu_seconds(pid) - cpu0
-            idle0 = procfs.cpu_seconds(pid)
-            await asyncio.sleep(idle_window)
-            idle_cores = (procfs.cpu_seconds(pid) - idle0) / idle_window
-            stages.append(
-                {
-                    "objects": size,
-                    "added": add,
-                    "handling_seconds": round(handled, 2),
-                    "cpu_seconds_handling": round(cpu_handling, 2),
-                    "cpu_ms_per_object": round(1000 * cpu_handling / add, 2),
-                    "idle_cpu_cores": round(idle_cores, 4),
-                    "memory_mib": {k: round(v, 1) for k, v in procfs.memory_mib(pid).items()},
-                    "load": load.as_dict(),
-                }
-            )
+            operator = await bench.start_operator(ns, f"footprint-{size}")
+            assert operator.proc is not None
+            pid = operator.proc.pid
+            try:
+                if step == 0:
+                    stages.append({"objects": 0, "memory_mib": _memory(pid)})
+                else:
+                    stages[-1]["resume"] = await _resume(bench, operator, total, all_ids)
+                server_ids = bench.seed(add, prefix=f"fp{size}")
+                all_ids += server_ids
+                cpu0, t0 = procfs.cpu_seconds(pid), time.time()
+                meter = bench.meter(operator)
+                await bench.create_objects(ns, server_ids, first=total)
+                total = size
+                await tracker.wait(_handled(size), max(300.0, add * 0.5), f"{size} observed")
+                handled = time.time() - t0
+                load = meter.stop()
+                await _settle(bench)
+                cpu_handling = procfs.cpu_seconds(pid) - cpu0
+                idle0 = procfs.cpu_seconds(pid)
+                await asyncio.sleep(idle_window)
+                idle_cores = (procfs.cpu_seconds(pid) - idle0) / idle_window
+                stages.append(
+                    {
+                        "objects": size,
+                        "added": add,
+                        "handling_seconds": round(handled, 2),
+                        "cpu_seconds_handling": round(cpu_handling, 2),
+                        "cpu_ms_per_object": round(1000 * cpu_handling / add, 2),
+                        "idle_cpu_cores": round(idle_cores, 4),
+                        "memory_mib": _memory(pid),
+                        "connections": bench.connections(operator),
+                        "load": load.as_dict(),
+                    }
+                )
+            finally:
+                await bench.stop_operator(operator)
+        # The last step's resume, by a fresh process.
+        operator = await bench.start_operator(ns, f"footprint-{total}-resume")
+        try:
+            stages[-1]["resume"] = await _resume(bench, operator, total, all_ids)
+        finally:
+            await bench.stop_operator(operator)
     finally:
         await tracker.stop()
-        await bench.stop_operator(operator)
-
-    # Resume: a new process finds `total` handled objects and runs the resume handler on each.
-    audit_start, log_start = bench.audit.offset(), bench.log_index()
-    started = time.time()
-    restarted = await bench.start_operator(ns, "footprint-resume")
-    assert restarted.proc is not None
-    rpid = restarted.proc.pid
-    ready = time.time() - started
-    deadline = time.monotonic() + max(600.0, total * 0.5)
-    meter = procfs.LoadMeter([*bench.infrastructure_pids(), rpid]).start()
-    try:
-        while restarted.log().count("Resuming is processed") < total:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"resume of {total} objects did not finish")
-            await asyncio.sleep(0.2)
-        resumed = time.time() - started
-        load = meter.stop()
-        cpu = procfs.cpu_seconds(rpid)
-        memory = procfs.memory_mib(rpid)
-        await _settle(bench)
-        resume_counts = audit_counts(bench.audit.read(audit_start))
-        resume_scp = scp_by_method(bench.log_since(log_start), set(all_ids))
-    finally:
-        await bench.stop_operator(restarted)
     return {
         "namespace": ns,
         "latency_ms": latency_ms,
         "concurrency": concurrency,
         "stages": stages,
-        "resume": {
-            "objects": total,
-            "ready_line_seconds": round(ready, 2),
-            "all_resumed_seconds": round(resumed, 2),
-            "scp_bound_seconds": math.ceil(total / concurrency) * latency_ms / 1000,
-            "cpu_seconds": round(cpu, 2),
-            "memory_mib": {k: round(v, 1) for k, v in memory.items()},
-            "k8s_requests": summarize(resume_counts, total),
-            "scp_requests": resume_scp,
-            "load": load.as_dict(),
-        },
+        "resume": stages[-1]["resume"],
+    }
+
+
+def _memory(pid: int) -> dict[str, float]:
+    return {k: round(v, 1) for k, v in procfs.memory_mib(pid).items()}
+
+
+async def _resume(
+    bench: Bench, operator: BenchOperator, objects: int, server_ids: list[str]
+) -> dict[str, Any]:
+    """Time from the (just started) process's start to "Resuming is processed" for every
+    object; its CPU, memory and requests."""
+    assert operator.proc is not None
+    assert operator.started_at is not None
+    pid, started = operator.proc.pid, operator.started_at
+    # start() returns a second after the ready line (it gives Kopf a moment to list and watch).
+    ready = operator.ready_at - started - 1.0 if operator.ready_at else None
+    audit_start, log_start = operator.audit_offset, operator.log_offset
+    meter = bench.meter(operator)
+    deadline = time.monotonic() + max(600.0, objects * 0.5)
+    first = None
+    while (count := operator.log().count("Resuming is processed")) < objects:
+        if first is None and count:
+            first = time.time() - started
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"resume of {objects} objects did not finish")
+        await asyncio.sleep(0.2)
+    resumed = time.time() - started
+    load = meter.stop()
+    cpu = procfs.cpu_seconds(pid)
+    memory = _memory(pid)
+    connections = bench.connections(operator)
+    await _settle(bench)
+    return {
+        "objects": objects,
+        "ready_line_seconds": round(ready, 2) if ready is not None else None,
+        "first_resumed_seconds": round(first if first is not None else resumed, 2),
+        "all_resumed_seconds": round(resumed, 2),
+        "scp_bound_seconds": round(
+            math.ceil(objects / bench.options.concurrency) * bench.options.latency_ms / 1000, 2
+        ),
+        "cpu_seconds": round(cpu, 2),
+        "memory_mib": memory,
+        "connections": connections,
+        "k8s_requests": summarize(audit_counts(bench.audit.read(audit_start)), objects),
+        "scp_requests": scp_by_method(bench.log_since(log_start), set(server_ids)),
+        "load": load.as_dict(),
     }
 
 
@@ -466,8 +491,7 @@ async def blocked(
         audit_start, log_start = bench.audit.offset(), bench.log_index()
         bench.probe_reset()
         t0 = time.time()
-        delete = await bench.delete_all(ns)
-        await delete
+        await (await bench.delete_all(ns))
         await asyncio.sleep(max(0.0, t0 + seconds - time.time()))
         t_end = t0 + seconds
         entries = bench.log_since(log_start)

@@ -66,6 +66,9 @@ class CrdReader:
         self._timeout = timeout
         self._api: Any = None
         self._lock = threading.Lock()
+        self._reading = asyncio.Lock()  # one read at a time
+        self._batch: asyncio.Future[CrdState] | None = None  # the next read, not yet started
+        self.reads = 0
 
     def _client(self) -> Any:
         with self._lock:
@@ -94,5 +97,25 @@ class CrdReader:
         return CrdState.TERMINATING if crd.metadata.deletion_timestamp else CrdState.PRESENT
 
     async def state(self) -> CrdState:
-        """The CRD's state now."""
-        return await asyncio.to_thread(self._read)
+        """The CRD's state, from a read that started after this call.
+
+        Concurrent callers share reads: a caller joins the next read that has not started yet,
+        never one already in flight, so every answer is at least as fresh as the question. That
+        keeps the check authoritative (a CRD deletion before the object's deletion is always
+        seen) while a drain of a thousand objects costs a handful of reads, not a thousand.
+        """
+        if self._batch is None:
+            self._batch = asyncio.get_running_loop().create_future()
+            asyncio.create_task(self._read_for(self._batch))  # noqa: RUF006  (kept by the future)
+        return await asyncio.shield(self._batch)
+
+    async def _read_for(self, batch: asyncio.Future[CrdState]) -> None:
+        async with self._reading:
+            if self._batch is batch:
+                self._batch = None  # closed: later callers wait for the next read
+            try:
+                self.reads += 1
+                result = await asyncio.to_thread(self._read)
+            except BaseException:  # never leave callers hanging
+                result = CrdState.UNKNOWN
+            batch.set_result(result)

@@ -49,7 +49,8 @@ def build(settings: Settings) -> Runtime:
         account_id=scp.account_id,
         language=scp.language,
         timeout=op.http_timeout,
-        max_connections=op.max_connections,
+        # a pool smaller than the limiter would queue requests inside httpx instead
+        max_connections=max(op.max_connections, op.max_concurrent_requests),
         ca_bundle=scp.ca_bundle,
         limiter=RequestLimiter(op.max_concurrent_requests, op.max_requests_per_second),
     )

@@ -98,7 +98,9 @@ class OperatorSettings(BaseSettings):
     )
     confirm_poll_interval: float = Field(10.0, gt=0, description="Seconds between confirm GETs.")
     http_timeout: float = Field(30.0, gt=0, le=300, description="Seconds per SCP request.")
-    max_connections: int = Field(10, ge=1, le=1000, description="SCP connection pool size.")
+    max_connections: int = Field(
+        16, ge=1, le=1000, description="SCP connection pool size (at least the concurrency)."
+    )
     backoff_base: float = Field(
         5.0, gt=0, description="First retry delay (s) for 409, throttling and outages."
     )

@@ -134,3 +134,50 @@ async def test_redirects_are_not_followed(tmp_path: Path) -> None:
         return httpx.Response(302, headers={"location": "http://elsewhere/"})
 
     assert (await make(handler, tmp_path).delete_server(SID)).kind is Kind.REJECTED
+
+
+async def test_concurrent_crd_checks_share_reads_that_start_after_they_ask(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import threading
+
+    from scp_operator.decision import CrdState
+    from scp_operator.kube import CrdReader
+
+    reader = CrdReader()
+    gate = threading.Event()
+    started: list[int] = []
+
+    def slow_read() -> CrdState:
+        started.append(len(started))
+        gate.wait(5)
+        return CrdState.PRESENT
+
+    monkeypatch.setattr(reader, "_read", slow_read)
+    first = asyncio.ensure_future(reader.state())
+    await asyncio.sleep(0.05)  # the first read is now in flight
+    late = [asyncio.ensure_future(reader.state()) for _ in range(50)]
+    await asyncio.sleep(0.05)
+    assert len(started) == 1  # the late callers did not join the read already in flight
+    gate.set()
+    results = await asyncio.gather(first, *late)
+    assert set(results) == {CrdState.PRESENT}
+    assert reader.reads == 2  # 51 callers, 2 reads: one in flight, one fresh batch for the rest
+
+
+async def test_a_failing_crd_read_answers_unknown_to_everyone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from scp_operator.decision import CrdState
+    from scp_operator.kube import CrdReader
+
+    reader = CrdReader()
+
+    def boom() -> CrdState:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(reader, "_read", boom)
+    assert set(await asyncio.gather(*(reader.state() for _ in range(5)))) == {CrdState.UNKNOWN}
