@@ -160,9 +160,7 @@ def main() -> int:
             log_path=WORK / "operator.log",
             namespaces=[NS],
             env={
-                "SCP_ENDPOINT": emu.url,
-                "SCP_ACCESS_KEY": emu.access_key,
-                "SCP_SECRET_KEY": emu.secret_key,
+                **emu.scp_env(),
                 "SCP_OPERATOR_BACKOFF_BASE": "2",
                 "SCP_OPERATOR_BACKOFF_CAP": "10",
                 "SCP_OPERATOR_HOLD_RECHECK_INTERVAL": "5",

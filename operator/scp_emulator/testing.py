@@ -116,6 +116,14 @@ class ThreadedEmulator:
         """Secret key of the first configured credential (a fake one, by design)."""
         return self.config.credentials[0].secret_key
 
+    def scp_env(self) -> dict[str, str]:
+        """The ``SCP_*`` variables that point scp-operator (or any client) at this emulator."""
+        return {
+            "SCP_ENDPOINT": self.url,
+            "SCP_ACCESS_KEY": self.access_key,
+            "SCP_SECRET_KEY": self.secret_key,
+        }
+
     @property
     def state(self) -> EmulatorState:
         """The live state. Read it only while no request is in flight, or use :meth:`call`."""

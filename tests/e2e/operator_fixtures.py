@@ -148,9 +148,7 @@ def make_operator(
             log_path=tmp_path / "operator.log",
             namespaces=[namespace],
             env={
-                "SCP_ENDPOINT": emulator.url,
-                "SCP_ACCESS_KEY": emulator.access_key,
-                "SCP_SECRET_KEY": emulator.secret_key,
+                **emulator.scp_env(),
                 **FAST,
                 **env,
             },
