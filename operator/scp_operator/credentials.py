@@ -86,7 +86,9 @@ class CredentialsProvider:
                     else "SCP_SECRET_KEY"
                 )
                 raise CredentialsUnavailable(f"{missing} is empty or unset")
-            return Credentials(access.get_secret_value().strip(), _strip(secret), "environment")
+            return _checked(
+                Credentials(access.get_secret_value().strip(), _strip(secret), "environment")
+            )
         if self._directory is not None:
             return self._from_directory(self._directory)
         if self._home_file.exists():
@@ -118,7 +120,7 @@ class CredentialsProvider:
         if not access or not secret:
             empty = ACCESS_FILE if not access else SECRET_FILE
             raise CredentialsUnavailable(f"SCP_CREDENTIALS_DIR: file {empty} is empty")
-        creds = Credentials(access, SecretStr(secret), f"directory {directory}")
+        creds = _checked(Credentials(access, SecretStr(secret), f"directory {directory}"))
         with self._lock:
             self._cached = (key, creds)
         return creds
@@ -138,11 +140,27 @@ class CredentialsProvider:
             raise CredentialsUnavailable(f"{where} has no access-key")
         if not isinstance(secret, str) or not secret.strip():
             raise CredentialsUnavailable(f"{where} has no secret-key")
-        return Credentials(access.strip(), SecretStr(secret.strip()), where)
+        return _checked(Credentials(access.strip(), SecretStr(secret.strip()), where))
 
 
 def _strip(secret: SecretStr) -> SecretStr:
     return SecretStr(secret.get_secret_value().strip())
+
+
+def _checked(creds: Credentials) -> Credentials:
+    """Keys must be printable ASCII without spaces: HTTP headers carry them (a pasted smart quote
+    or zero-width space would otherwise fail deep inside the HTTP client). Never echoes a value.
+    """
+    for what, value in (
+        ("access key", creds.access_key),
+        ("secret key", creds.secret_key.get_secret_value()),
+    ):
+        if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+            raise CredentialsUnavailable(
+                f"the {what} from {creds.source} holds characters a key cannot have "
+                "(non-ASCII, spaces or control characters); paste it again"
+            )
+    return creds
 
 
 def env_present() -> bool:

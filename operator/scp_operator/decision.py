@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from scp_operator.backoff import Schedule
+from scp_operator.backoff import MIN_DELAY, Schedule
 from scp_operator.model import DeletionPolicy
 from scp_operator.scp.outcomes import Kind, Outcome
 
@@ -112,7 +112,7 @@ def decide(s: Situation) -> Decision:
             "DeletionProtected",
             f'annotation virtualserver.scp.dev/deletion-protection is "true": server {sid} is '
             f"not deleted; remove the annotation to delete it, or {ORPHAN_HINT}",
-            delay=s.timing.hold_recheck,
+            delay=max(MIN_DELAY, s.timing.hold_recheck),
             warning=True,
         )
     if s.sharers:
@@ -121,7 +121,7 @@ def decide(s: Situation) -> Decision:
             "ServerShared",
             f"server {sid} is also named by {', '.join(sorted(s.sharers))}; it is deleted only "
             f"when the last object naming it goes",
-            delay=s.timing.hold_recheck,
+            delay=max(MIN_DELAY, s.timing.hold_recheck),
             warning=True,
         )
     if s.outcome is None:
@@ -133,7 +133,7 @@ def decide(s: Situation) -> Decision:
                 "DryRun",
                 f"dry run: would delete server {sid}; nothing was deleted (unset "
                 f"SCP_OPERATOR_DRY_RUN to delete, or {ORPHAN_HINT})",
-                delay=s.timing.hold_recheck,
+                delay=max(MIN_DELAY, s.timing.hold_recheck),
                 warning=True,
             )
         if s.budget_wait is not None:
@@ -144,7 +144,7 @@ def decide(s: Situation) -> Decision:
                 f"{sid} waits for the window to move on; to let this object go now, annotate "
                 f"it {BYPASS_ANNOTATION}=true",
                 # re-checked at least every hold_recheck, so a bypass annotation is seen soon
-                delay=min(s.budget_wait, s.timing.hold_recheck),
+                delay=max(MIN_DELAY, min(s.budget_wait, s.timing.hold_recheck)),
                 warning=True,
             )
         return Decision(Action.CALL_DELETE, "Deleting", f"deleting server {sid}")
@@ -159,7 +159,7 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 Action.HOLD,
                 "AwaitingConfirmation",
                 f"SCP accepted the deletion of server {sid}; waiting until it is gone",
-                delay=s.timing.confirm_poll,
+                delay=max(MIN_DELAY, s.timing.confirm_poll),
             )
         case Kind.ACCEPTED:
             return Decision(

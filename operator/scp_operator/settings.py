@@ -74,6 +74,9 @@ class ScpSettings(BaseSettings):
         if (self.access_key is None) != (self.secret_key is None):
             missing = "SCP_SECRET_KEY" if self.secret_key is None else "SCP_ACCESS_KEY"
             raise ValueError(f"{missing} must be set together with the other key")
+        for name, key in (("SCP_ACCESS_KEY", self.access_key), ("SCP_SECRET_KEY", self.secret_key)):
+            if key is not None and not key.get_secret_value().strip():
+                raise ValueError(f"{name} is set but empty")
         if self.endpoint is None:
             try:
                 endpoints.service_url(region=self.region, environment=self.environment)
@@ -96,7 +99,7 @@ class OperatorSettings(BaseSettings):
     confirm_deletion: bool = Field(
         False, description="Keep the finalizer after 202 until GET answers 404."
     )
-    confirm_poll_interval: float = Field(10.0, gt=0, description="Seconds between confirm GETs.")
+    confirm_poll_interval: float = Field(10.0, ge=1, description="Seconds between confirm GETs.")
     http_timeout: float = Field(30.0, gt=0, le=300, description="Seconds per SCP request.")
     max_connections: int = Field(
         16, ge=1, le=1000, description="SCP connection pool size (at least the concurrency)."
@@ -110,7 +113,7 @@ class OperatorSettings(BaseSettings):
     )
     slow_backoff_cap: float = Field(1800.0, gt=0, description="Longest slow retry delay (s).")
     hold_recheck_interval: float = Field(
-        60.0, gt=0, description="Re-check delay (s) for protected or shared servers."
+        60.0, ge=1, description="Re-check delay (s) for protected or shared servers."
     )
     event_repeat_interval: float = Field(
         900.0, ge=0, description="Repeat an unchanged warning event at most this often (s)."

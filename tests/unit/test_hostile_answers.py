@@ -280,29 +280,12 @@ async def test_a_fifty_megabyte_error_page_costs_at_most_a_megabyte(tmp_path: Pa
     assert outcome.detail == "the answer was not JSON"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="operator bug: scp/outcomes.py _json() catches ValueError and UnicodeDecodeError but "
-    "not RecursionError, which json.loads raises on deeply nested input; the exception escapes "
-    "ScpClient.delete_server (whose contract is 'never raises'), so the handler fails with a "
-    "traceback instead of a Deleting condition. Fix: except (ValueError, UnicodeDecodeError, "
-    "RecursionError) in outcomes._json",
-)
 async def test_a_deeply_nested_json_error_body_is_just_not_json(tmp_path: Path) -> None:
     outcome = await delete(lambda r: httpx.Response(409, content=b"[" * 100_000), tmp_path)
     assert outcome.kind is Kind.CONFLICT
     assert outcome.detail == "the answer was not JSON"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="operator bug: scp/client.py list_versions() calls response.json() and catches only "
-    "ValueError; a deeply nested version list raises RecursionError out of verify_endpoint() "
-    "(so out of delete_server on a 404) and out of runtime.check_api_version() at startup. "
-    "Fix: parse with outcomes._json (after fixing it) or also catch RecursionError there",
-)
 async def test_a_deeply_nested_version_list_makes_the_endpoint_unverified(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/":
@@ -372,16 +355,6 @@ async def test_a_server_that_stops_mid_answer_times_out(tmp_path: Path) -> None:
     assert outcome.detail == "SCP did not answer in time"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="operator bug: httpx's timeout bounds each read, not the whole request, so an "
-    "answer dripping one byte per 0.2 s never times out; the call (and a slot of the request "
-    "limiter) is held for as long as the drip lasts, and 16 such calls stop all SCP traffic. "
-    "Fix: in scp/client.py ScpClient._signed (and list_versions) wrap send + _read_capped in "
-    "`async with asyncio.timeout(total)` (total = the http timeout, or a small multiple), and "
-    "map TimeoutError to Outcome(Kind.UNAVAILABLE, None, 'SCP did not answer in time')",
-)
 async def test_a_slow_drip_is_cut_off_by_a_deadline_for_the_whole_answer(tmp_path: Path) -> None:
     head = b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
     async with dripping_server(head, b" " * 400, every=0.2) as (base, _):
@@ -394,12 +367,6 @@ async def test_a_slow_drip_is_cut_off_by_a_deadline_for_the_whole_answer(tmp_pat
     assert outcome.kind is Kind.UNAVAILABLE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="operator bug: same as the body drip: response headers dripped byte by byte are "
-    "bounded only per read; fix with the whole-request deadline in ScpClient._signed",
-)
 async def test_slowly_dripped_headers_are_cut_off_too(tmp_path: Path) -> None:
     head = b"HTTP/1.1 409 Conflict\r\n"
     async with dripping_server(head, b"X-Drip: " + b"a" * 400, every=0.2) as (base, _):
@@ -414,16 +381,6 @@ async def test_slowly_dripped_headers_are_cut_off_too(tmp_path: Path) -> None:
 # --- credentials that cannot be sent ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="operator bug: a key with a character HTTP headers cannot carry (a pasted smart "
-    "quote, a zero-width space) makes httpx raise UnicodeEncodeError inside "
-    "ScpClient._signed, which catches only httpx.HTTPError: the handler fails with a traceback "
-    "and no condition. Fix: validate in credentials.py (Credentials must be printable ASCII "
-    "without whitespace, else CredentialsUnavailable naming the source, never the value), or "
-    "catch UnicodeEncodeError around build_request in _signed -> Kind.NO_CREDENTIALS",
-)
 @pytest.mark.parametrize("access_key", ["\u201cAK\u201d", "AK\u200b"], ids=["quotes", "zwsp"])
 async def test_a_key_with_characters_http_cannot_carry_is_a_credentials_problem(
     tmp_path: Path, access_key: str
@@ -469,14 +426,6 @@ def test_a_credentials_dir_that_is_a_file_names_the_variable(
         settings.load()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator bug: an empty (or blank) SCP_ACCESS_KEY/SCP_SECRET_KEY passes "
-    "settings.load(), so `scp-operator run` starts and every deletion then holds with "
-    "CredentialsUnavailable: a typo found at deletion time, not at startup as design.md asks. "
-    "Fix: in settings.py ScpSettings._consistent, reject a key that is set but blank, naming "
-    "the variable (the directory source stays lazy: a mounted Secret may be filled later)",
-)
 @pytest.mark.parametrize("blank", ["", "   "])
 def test_a_blank_key_in_the_environment_stops_startup(
     monkeypatch: pytest.MonkeyPatch, blank: str

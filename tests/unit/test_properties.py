@@ -217,14 +217,6 @@ def test_decide_is_pure(s: Situation) -> None:
     assert decide(s) == decide(dataclasses.replace(s))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator bug: SCP_OPERATOR_HOLD_RECHECK_INTERVAL and "
-    "SCP_OPERATOR_CONFIRM_POLL_INTERVAL accept any value > 0, and decide() uses them as the "
-    "hold delay unclamped, so e.g. 0.05 makes a protected or shared object retry 20 times a "
-    "second (each retry costs API writes); clamp to backoff.MIN_DELAY in decision.py or "
-    "require ge=1 in settings.py",
-)
 @given(situations(timing=timings(min_interval=0.001)))
 def test_holds_wait_at_least_a_second_whatever_the_settings(s: Situation) -> None:
     d = decide(s)

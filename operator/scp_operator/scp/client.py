@@ -7,6 +7,7 @@ not expect. Retrying is not done here: the decision layer owns the schedule.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -53,6 +54,9 @@ class ScpClient:
         self._clock = clock
         self._verified: set[str] = set()
         self._limiter = limiter or RequestLimiter(max_connections)
+        # httpx bounds each read, not the whole answer: a server dripping a byte at a time
+        # would hold a limiter slot forever. This bounds the whole request.
+        self._deadline = timeout * 2
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(
@@ -110,16 +114,21 @@ class ScpClient:
         """The service root's live version list (unsigned); raises ValueError when unreadable."""
         url = self._base_url(region) + "/"
         try:
-            async with self._limiter:
+            async with self._limiter, asyncio.timeout(self._deadline):
                 response = await self._http.get(url, headers={"Accept-Language": self._language})
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             metrics.SCP_REQUESTS.labels("GET", "error").inc()
-            raise ValueError(f"cannot reach {url}: {_transport_words(exc)}") from None
+            words = (
+                "SCP did not answer in time"
+                if isinstance(exc, TimeoutError)
+                else (_transport_words(exc))
+            )
+            raise ValueError(f"cannot reach {url}: {words}") from None
         metrics.SCP_REQUESTS.labels("GET", str(response.status_code)).inc()
         if response.status_code != 200:
             raise ValueError(f"{url} answered {response.status_code}")
         try:
-            table = versions.parse_version_list(response.json())
+            table = versions.parse_version_list(outcomes.parse_json(response.content))
         except ValueError as exc:
             raise ValueError(f"{url}: {exc}") from None
         self._verified.add(self._base_url(region))
@@ -143,7 +152,7 @@ class ScpClient:
             return Outcome(Kind.NO_CREDENTIALS, None, str(exc))
         started = time.monotonic()
         try:
-            async with self._limiter:
+            async with self._limiter, asyncio.timeout(self._deadline):
                 metrics.SCP_IN_FLIGHT.inc()
                 try:
                     # Signed inside the limiter, so a request that waited is not sent stale.
@@ -170,6 +179,9 @@ class ScpClient:
         except httpx.HTTPError as exc:
             metrics.SCP_REQUESTS.labels(method, "error").inc()
             return Outcome(Kind.UNAVAILABLE, None, _transport_words(exc))
+        except TimeoutError:
+            metrics.SCP_REQUESTS.labels(method, "error").inc()
+            return Outcome(Kind.UNAVAILABLE, None, "SCP did not answer in time")
         finally:
             metrics.SCP_LATENCY.labels(method).observe(time.monotonic() - started)
         metrics.SCP_REQUESTS.labels(method, str(response.status_code)).inc()

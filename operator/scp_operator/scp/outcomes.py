@@ -67,7 +67,7 @@ def classify(status: int, *, method: str) -> Kind:
 def from_response(*, method: str, status: int, content: bytes, headers: dict[str, str]) -> Outcome:
     """Build an outcome from a raw answer; never raises, whatever the body holds."""
     kind = classify(status, method=method)
-    parsed = _json(content)
+    parsed = parse_json(content)
     body = parsed if kind is Kind.FOUND and isinstance(parsed, dict) else None
     if kind is Kind.FOUND and body is None:
         # A 200 without a JSON object is not a server we can read: say so, keep everything.
@@ -114,12 +114,13 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _json(content: bytes) -> Any:
+def parse_json(content: bytes) -> Any:
+    """JSON from an answer, or None for anything else (huge, binary, hostile nesting...)."""
     if not content or len(content) > 1_000_000:
         return None
     try:
         return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
