@@ -7,6 +7,7 @@ Kopf would then release the finalizer; delays are computed by :mod:`scp_operator
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from typing import Any
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from scp_operator import conditions, events, metrics
 from scp_operator import runtime as runtime_mod
 from scp_operator import settings as settings_mod
-from scp_operator.constants import FINALIZER, GROUP, PLURAL, VERSION
+from scp_operator.constants import API_VERSION, CRD_NAME, FINALIZER, GROUP, KIND, PLURAL, VERSION
 from scp_operator.decision import (
     BYPASS_ANNOTATION,
     Action,
@@ -43,6 +44,10 @@ class Holder:
     name: str
     uid: str
     terminating: bool
+    server_id: str = ""
+    policy: str = DeletionPolicy.DELETE.value
+    finalizers: tuple[str, ...] = ()
+    resource_version: str = ""
 
     @property
     def ref(self) -> str:
@@ -117,8 +122,85 @@ def by_server(
     server_id = spec.get("serverId")
     if not isinstance(server_id, str) or not server_id:
         return None
-    holder = Holder(namespace or "", name or "", uid or "", bool(meta.get("deletionTimestamp")))
+    holder = Holder(
+        namespace or "",
+        name or "",
+        uid or "",
+        bool(meta.get("deletionTimestamp")),
+        server_id=server_id,
+        policy=str(spec.get("deletionPolicy") or DeletionPolicy.DELETE.value),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        resource_version=str(meta.get("resourceVersion") or ""),
+    )
     return {server_id.lower(): holder}
+
+
+def _our_crd_terminating(name: str | None, meta: kopf.Meta, **_: Any) -> bool:
+    return name == CRD_NAME and bool(meta.get("deletionTimestamp"))
+
+
+@kopf.on.event(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    id="crd-cascade",
+    when=_our_crd_terminating,
+)
+async def release_on_crd_deletion(memo: kopf.Memo, logger: Any, **kwargs: Any) -> None:
+    """The CRD is being deleted: let every VirtualServer go, deleting no server, and say so.
+
+    Needed because Kopf stops serving a resource whose CRD terminates (discovery then lists it
+    without the patch verb), so the delete handler never sees the cascade's deletions and the
+    CRD deletion would hang. Each object is released by the decision table's CrdDeleted row,
+    with a patch guarded by its resourceVersion; objects changed meanwhile are retried.
+    """
+    runtime: Runtime | None = memo.get("runtime")
+    index: kopf.Index[str, Holder] = kwargs["by_server"]
+    if runtime is None:
+        return
+    pending = {h.uid: h for key in index for h in index.get(key, []) if FINALIZER in h.finalizers}
+    for _attempt in range(20):
+        for holder in list(pending.values()):
+            decision = decide(
+                Situation(
+                    server_id=holder.server_id,
+                    policy=DeletionPolicy(holder.policy),
+                    crd=CrdState.TERMINATING,
+                )
+            )
+            if decision.action is not Action.RELEASE:  # pragma: no cover - the table's row
+                continue
+            if await runtime.crd.release(
+                holder.namespace, holder.name, holder.finalizers, FINALIZER, holder.resource_version
+            ):
+                del pending[holder.uid]
+                kopf.event(
+                    kopf.Body(_ref_body(holder)),  # type: ignore[arg-type]
+                    type="Warning" if decision.warning else "Normal",
+                    reason=decision.reason,
+                    message=decision.message,
+                )
+                runtime.blocked.released(holder.uid)
+                metrics.DELETIONS.labels(decision.reason).inc()
+        if not pending:
+            return
+        await asyncio.sleep(1)  # the index catches up with the objects that changed
+        fresh = {h.uid: h for key in index for h in index.get(key, [])}
+        pending = {
+            uid: fresh[uid]
+            for uid in pending
+            if uid in fresh and FINALIZER in fresh[uid].finalizers
+        }
+    logger.warning("CRD cascade: %d VirtualServer(s) could not be released yet", len(pending))
+
+
+def _ref_body(holder: Holder) -> dict[str, Any]:
+    """Enough of an object for an event about it (the object itself may be gone by then)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"namespace": holder.namespace, "name": holder.name, "uid": holder.uid},
+    }
 
 
 @kopf.on.create(*RESOURCE, id="observe")

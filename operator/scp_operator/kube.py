@@ -96,6 +96,81 @@ class CrdReader:
             return CrdState.UNKNOWN
         return CrdState.TERMINATING if crd.metadata.deletion_timestamp else CrdState.PRESENT
 
+    async def release(
+        self, namespace: str, name: str, finalizers: Sequence[str], ours: str, rv: str
+    ) -> bool:
+        """Remove our finalizer with a merge patch guarded by ``rv``; False if it must be retried.
+
+        Used only for the CRD cascade, when Kopf no longer serves the resource.
+        """
+        return await asyncio.to_thread(self._release, namespace, name, finalizers, ours, rv)
+
+    def _release(
+        self, namespace: str, name: str, finalizers: Sequence[str], ours: str, rv: str
+    ) -> bool:
+        import kubernetes
+        from kubernetes.client.exceptions import ApiException
+
+        self._client()  # configuration loaded
+        api: Any = kubernetes.client.CustomObjectsApi(self._api.api_client)
+        current = list(finalizers)
+        for _ in range(3):
+            if ours not in current:
+                return True
+            # Guarded by the finalizers themselves (not resourceVersion: the cascade keeps
+            # changing the objects and Kopf no longer watches them), so another controller's
+            # finalizer change is never overwritten.
+            ops = [
+                {"op": "test", "path": "/metadata/finalizers", "value": current},
+                {
+                    "op": "replace",
+                    "path": "/metadata/finalizers",
+                    "value": [f for f in current if f != ours],
+                },
+            ]
+            try:
+                api.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    ops,
+                    _content_type="application/json-patch+json",
+                    _request_timeout=self._timeout,
+                )
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return True  # already gone
+                if exc.status not in (409, 422):
+                    logger.warning(
+                        "CRD cascade: %s/%s: HTTP %s %s",
+                        namespace,
+                        name,
+                        exc.status,
+                        str(exc.body)[:300],
+                    )
+                    return False
+            except Exception as exc:
+                logger.warning("CRD cascade: %s/%s: %s", namespace, name, type(exc).__name__)
+                return False
+            try:  # finalizers changed meanwhile: read them again (list is what RBAC grants)
+                found = api.list_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    field_selector=f"metadata.name={name}",
+                    _request_timeout=self._timeout,
+                )["items"]
+            except ApiException:
+                return False
+            if not found:
+                return True
+            current = list(found[0]["metadata"].get("finalizers") or [])
+        return False
+
     async def state(self) -> CrdState:
         """The CRD's state, from a read that started after this call.
 

@@ -214,17 +214,22 @@ class Budget:
     chaos_seconds: float  # how long faults are injected
     mean_gap: float  # mean seconds between fault events
     settle_seconds: float  # bound for "no stuck object" once SCP and Kubernetes are healthy
+    outage: bool = False  # also one API server outage longer than Kopf's request retries (~1 min)
 
     @staticmethod
     def from_env(value: str | None) -> Budget:
         name = (value or "ci").strip().lower()
         if name in ("", "ci", "small", "default"):
-            return Budget("ci", scale=1, chaos_seconds=45, mean_gap=1.6, settle_seconds=75)
+            return Budget("ci", scale=1, chaos_seconds=50, mean_gap=0.9, settle_seconds=75)
         if name in ("long", "large"):
-            return Budget("long", scale=3, chaos_seconds=300, mean_gap=1.2, settle_seconds=150)
+            return Budget(
+                "long", scale=3, chaos_seconds=300, mean_gap=0.7, settle_seconds=150, outage=True
+            )
         if name.endswith("s") and name[:-1].isdigit():  # e.g. SCP_FAULT_BUDGET=600s
             seconds = float(name[:-1])
-            return Budget(name, scale=2, chaos_seconds=seconds, mean_gap=1.2, settle_seconds=150)
+            return Budget(
+                name, scale=2, chaos_seconds=seconds, mean_gap=0.8, settle_seconds=150, outage=True
+            )
         raise ValueError(f"SCP_FAULT_BUDGET={value!r}: use ci, long, or a duration such as 600s")
 
 

@@ -62,8 +62,8 @@ def scp(answer: Handler) -> Handler:
     return handler
 
 
-async def delete(handler: Handler, tmp_path: Path, **kw: object) -> Outcome:
-    c = client(scp(handler), tmp_path, **kw)
+async def delete(handler: Handler, tmp_path: Path, access_key: str = "AK") -> Outcome:
+    c = client(scp(handler), tmp_path, access_key=access_key)
     try:
         return await c.delete_server(SID)
     finally:
