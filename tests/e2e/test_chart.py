@@ -759,17 +759,6 @@ def test_uninstall_is_held_by_the_guard_until_it_passes(audited: Audited, tmp_pa
     cp.kubectl("get", "crd", constants.CRD_NAME)
 
 
-def _has_uninstall_check() -> bool:
-    result = subprocess.run(
-        [str(charts.OPERATOR), "uninstall-check", "--help"], capture_output=True, check=False
-    )
-    return result.returncode == 0
-
-
-@pytest.mark.skipif(
-    not _has_uninstall_check(),
-    reason="`scp-operator uninstall-check` (the chart's pre-delete hook) is not implemented yet",
-)
 def test_uninstall_check_refuses_while_virtualservers_exist(
     audited: Audited, cluster_release: Release, emulator: ThreadedEmulator
 ) -> None:
