@@ -64,6 +64,9 @@ def run(kopf_args: Sequence[str]) -> None:
         _settings()  # fail fast, before Kopf starts, naming the variable
     import kopf.cli
 
+    from scp_operator import scope
+
+    scope.set_watched(scope.from_kopf_args(kopf_args))
     args = ["run", "--module", "scp_operator.handlers", *kopf_args]
     if not any(a.split("=")[0] in NAMESPACE_FLAGS for a in kopf_args):
         args.append("--all-namespaces")

@@ -14,6 +14,7 @@ import dataclasses
 import enum
 
 from scp_operator.backoff import MIN_DELAY, Schedule
+from scp_operator.constants import PROTECTION_ANNOTATION
 from scp_operator.model import DeletionPolicy
 from scp_operator.scp.outcomes import Kind, Outcome
 
@@ -47,14 +48,27 @@ class Timing:
 
 
 @dataclasses.dataclass(frozen=True)
+class Doubt:
+    """Why an answer of SCP's is not evidence enough to act on (e.g. a 404 from elsewhere)."""
+
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Situation:
-    """Everything the decision depends on."""
+    """Everything the decision depends on, each read right before deciding."""
 
     server_id: str
     policy: DeletionPolicy = DeletionPolicy.DELETE
     protected: bool = False
+    protection_note: str = ""  # set when the annotation's value was not understood (still holds)
     crd: CrdState = CrdState.PRESENT
-    sharers: tuple[str, ...] = ()  # other live objects naming the same server, "ns/name"
+    spec_error: str | None = None  # the spec cannot be read: which field, and why
+    region_error: str | None = None  # the region names no endpoint of the configured environment
+    sharers: tuple[str, ...] = ()  # other objects naming the same server that block, "ns/name"
+    sharers_error: str | None = None  # the API server could not be asked who else names it
+    gone_doubt: Doubt | None = None  # a 404 that is not evidence (other endpoint or account)
     outcome: Outcome | None = None  # SCP's answer in this attempt; None: no call made yet
     attempt: int = 0  # Kopf's retry count for the delete handler
     jitter: float = 0.5  # in [0, 1), drawn by the caller
@@ -74,7 +88,13 @@ class Decision:
     message: str
     delay: float | None = None
     warning: bool = False
+    forget_acceptance: bool = False  # an earlier 202 did not take: the next attempt DELETEs again
 
+
+#: Server states SCP reports for a server that is not being deleted (scp-api.md: ACTIVE, SHUTOFF
+#: and ERROR are the states seen; transitional deletion states are unknown, so anything else is
+#: taken as "deletion may still be under way").
+STEADY_STATES = frozenset({"ACTIVE", "SHUTOFF", "STOPPED"})
 
 CONFLICT_CAUSES = (
     "SCP refuses to delete a server while it is locked, or while File Storage, an LB server "
@@ -99,6 +119,14 @@ def decide(s: Situation) -> Decision:
             f"server {sid}: it is left running in SCP and is no longer tracked",
             warning=True,
         )
+    if s.spec_error is not None:
+        return _hold(
+            s,
+            "InvalidSpec",
+            f"the spec cannot be read ({s.spec_error}); no server is deleted: fix the spec, "
+            f"or {ORPHAN_HINT}",
+            s.timing.slow,
+        )
     if s.crd is CrdState.UNKNOWN:
         return _hold(
             s,
@@ -107,13 +135,29 @@ def decide(s: Situation) -> Decision:
             s.timing.fast,
         )
     if s.protected:
+        said = s.protection_note or 'is "true"'
         return Decision(
             Action.HOLD,
             "DeletionProtected",
-            f'annotation virtualserver.scp.dev/deletion-protection is "true": server {sid} is '
+            f"annotation {PROTECTION_ANNOTATION} {said}: server {sid} is "
             f"not deleted; remove the annotation to delete it, or {ORPHAN_HINT}",
             delay=max(MIN_DELAY, s.timing.hold_recheck),
             warning=True,
+        )
+    if s.region_error is not None:
+        return _hold(
+            s,
+            "InvalidRegion",
+            f"{s.region_error}; nothing was sent to SCP: correct spec.region, or {ORPHAN_HINT}",
+            s.timing.slow,
+        )
+    if s.sharers_error is not None:
+        return _hold(
+            s,
+            "ShareCheckFailed",
+            f"cannot ask the API server which other objects name server {sid} "
+            f"({s.sharers_error}); nothing was deleted, will retry",
+            s.timing.fast,
         )
     if s.sharers:
         return Decision(
@@ -165,21 +209,47 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
             return Decision(
                 Action.RELEASE, "DeleteAccepted", f"SCP accepted the deletion of server {sid} (202)"
             )
+        case Kind.GONE if s.gone_doubt is not None:
+            return _hold(
+                s,
+                s.gone_doubt.reason,
+                f"SCP answered 404 for server {sid}, but {s.gone_doubt.message}; the object is "
+                f"kept because the server may still exist. {ORPHAN_HINT[0].upper()}"
+                f"{ORPHAN_HINT[1:]} if it is really gone",
+                s.timing.slow,
+            )
         case Kind.GONE:
             words = "is gone (deletion confirmed)" if s.accepted_before else "does not exist"
             return Decision(Action.RELEASE, "ServerGone", f"server {sid} {words} in SCP (404)")
         case Kind.FOUND:
-            state = (o.body or {}).get("state", "unknown")
-            failed = str(state).upper() == "ERROR"
+            state = str((o.body or {}).get("state") or "unknown")[:64]
+            if state.upper() == "ERROR":
+                return _hold(
+                    s,
+                    "DeletionFailed",
+                    f"server {sid} is still present in SCP (state {state}); SCP reports an "
+                    "error — check the server in SCP's console",
+                    s.timing.slow,
+                )
+            if state.upper() in STEADY_STATES:
+                # SCP accepted a DELETE, yet the server is back in a steady state: that deletion
+                # did not take. Waiting would poll forever; the next attempt deletes again.
+                return dataclasses.replace(
+                    _hold(
+                        s,
+                        "DeletionNotCompleted",
+                        f"SCP accepted the deletion of server {sid}, but the server is "
+                        f"{state} again; the deletion is sent again",
+                        s.timing.fast,
+                    ),
+                    forget_acceptance=True,
+                )
             return Decision(
                 Action.HOLD,
-                "DeletionFailed" if failed else "AwaitingConfirmation",
-                f"server {sid} is still present in SCP (state {state})"
-                + ("; SCP reports an error — check the server in SCP's console" if failed else ""),
-                delay=Schedule(s.timing.confirm_poll, s.timing.fast.cap).delay(0, s.jitter)
-                if not failed
-                else s.timing.slow.delay(s.attempt, s.jitter),
-                warning=failed,
+                "AwaitingConfirmation",
+                f"server {sid} is still present in SCP (state {state}); waiting until it is gone",
+                # grows with the attempts: a deletion that takes an hour costs a few dozen reads
+                delay=Schedule(s.timing.confirm_poll, s.timing.fast.cap).delay(s.attempt, s.jitter),
             )
         case Kind.CONFLICT:
             return _hold(

@@ -15,43 +15,28 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from scp_operator import conditions, events, metrics
+from scp_operator import cascade, conditions, events, metrics, model, scope
 from scp_operator import runtime as runtime_mod
 from scp_operator import settings as settings_mod
-from scp_operator.constants import API_VERSION, CRD_NAME, FINALIZER, GROUP, KIND, PLURAL, VERSION
+from scp_operator.constants import CRD_NAME, FINALIZER, GROUP, PLURAL, VERSION
 from scp_operator.decision import (
     BYPASS_ANNOTATION,
     Action,
-    CrdState,
     Decision,
+    Doubt,
     Situation,
     decide,
 )
-from scp_operator.model import DeletionPolicy, VirtualServerSpec, is_protected
+from scp_operator.evidence import Where, blocking_sharers, gone_doubt
+from scp_operator.kube import KubeReadError
+from scp_operator.model import DeletionPolicy, ServerObservation, VirtualServerSpec, protection
 from scp_operator.runtime import Runtime
 from scp_operator.scp.client import describe_body
+from scp_operator.scp.endpoints import EndpointError
 from scp_operator.scp.outcomes import Kind, Outcome
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 _rng = random.SystemRandom()
-
-
-@dataclasses.dataclass(frozen=True)
-class Holder:
-    """An object naming a server, as kept in the ``by_server`` index."""
-
-    namespace: str
-    name: str
-    uid: str
-    terminating: bool
-    server_id: str = ""
-    policy: str = DeletionPolicy.DELETE.value
-    finalizers: tuple[str, ...] = ()
-    resource_version: str = ""
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 @kopf.on.startup()
@@ -109,32 +94,6 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         await server.cleanup()
 
 
-@kopf.index(*RESOURCE)
-def by_server(
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    namespace: str | None,
-    name: str | None,
-    uid: str | None,
-    **_: Any,
-) -> dict[str, Holder] | None:
-    """Index objects by the server they name, to hold a server while another object needs it."""
-    server_id = spec.get("serverId")
-    if not isinstance(server_id, str) or not server_id:
-        return None
-    holder = Holder(
-        namespace or "",
-        name or "",
-        uid or "",
-        bool(meta.get("deletionTimestamp")),
-        server_id=server_id,
-        policy=str(spec.get("deletionPolicy") or DeletionPolicy.DELETE.value),
-        finalizers=tuple(meta.get("finalizers") or ()),
-        resource_version=str(meta.get("resourceVersion") or ""),
-    )
-    return {server_id.lower(): holder}
-
-
 def _our_crd_terminating(name: str | None, meta: kopf.Meta, **_: Any) -> bool:
     return name == CRD_NAME and bool(meta.get("deletionTimestamp"))
 
@@ -146,61 +105,18 @@ def _our_crd_terminating(name: str | None, meta: kopf.Meta, **_: Any) -> bool:
     id="crd-cascade",
     when=_our_crd_terminating,
 )
-async def release_on_crd_deletion(memo: kopf.Memo, logger: Any, **kwargs: Any) -> None:
+async def release_on_crd_deletion(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
     """The CRD is being deleted: let every VirtualServer go, deleting no server, and say so.
 
-    Needed because Kopf stops serving a resource whose CRD terminates (discovery then lists it
-    without the patch verb), so the delete handler never sees the cascade's deletions and the
-    CRD deletion would hang. Each object is released by the decision table's CrdDeleted row,
-    with a patch guarded by its resourceVersion; objects changed meanwhile are retried.
+    Kopf stops serving a resource whose CRD terminates (and never starts serving it when the
+    operator starts during the cascade), so the delete handler never sees these deletions; see
+    :mod:`scp_operator.cascade`, which lists the objects itself and keeps going until none is
+    left.
     """
     runtime: Runtime | None = memo.get("runtime")
-    index: kopf.Index[str, Holder] = kwargs["by_server"]
     if runtime is None:
         return
-    pending = {h.uid: h for key in index for h in index.get(key, []) if FINALIZER in h.finalizers}
-    for _attempt in range(20):
-        for holder in list(pending.values()):
-            decision = decide(
-                Situation(
-                    server_id=holder.server_id,
-                    policy=DeletionPolicy(holder.policy),
-                    crd=CrdState.TERMINATING,
-                )
-            )
-            if decision.action is not Action.RELEASE:  # pragma: no cover - the table's row
-                continue
-            if await runtime.crd.release(
-                holder.namespace, holder.name, holder.finalizers, FINALIZER, holder.resource_version
-            ):
-                del pending[holder.uid]
-                kopf.event(
-                    kopf.Body(_ref_body(holder)),  # type: ignore[arg-type]
-                    type="Warning" if decision.warning else "Normal",
-                    reason=decision.reason,
-                    message=decision.message,
-                )
-                runtime.blocked.released(holder.uid)
-                metrics.DELETIONS.labels(decision.reason).inc()
-        if not pending:
-            return
-        await asyncio.sleep(1)  # the index catches up with the objects that changed
-        fresh = {h.uid: h for key in index for h in index.get(key, [])}
-        pending = {
-            uid: fresh[uid]
-            for uid in pending
-            if uid in fresh and FINALIZER in fresh[uid].finalizers
-        }
-    logger.warning("CRD cascade: %d VirtualServer(s) could not be released yet", len(pending))
-
-
-def _ref_body(holder: Holder) -> dict[str, Any]:
-    """Enough of an object for an event about it (the object itself may be gone by then)."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"namespace": holder.namespace, "name": holder.name, "uid": holder.uid},
-    }
+    await cascade.release_all(runtime, crd=body, namespaces=scope.watched(), logger=logger)
 
 
 @kopf.on.create(*RESOURCE, id="observe")
@@ -217,14 +133,15 @@ async def observe(
     logger: Any,
     **_: Any,
 ) -> None:
-    """Read the server from SCP and record what was found.
+    """Read the server from SCP and record what was found, and where.
 
     A server SCP does not know is reported at once: a typo found now would otherwise become a
-    silently orphaned server at deletion time.
+    silently orphaned server at deletion time. The endpoint and account it was found in are
+    recorded, so that a 404 at deletion time counts only when it comes from the same place.
     """
+    if meta.get("deletionTimestamp"):
+        return  # the delete handler owns terminating objects
     runtime: Runtime = memo.runtime
-    parsed = VirtualServerSpec.model_validate(dict(spec))
-    outcome = await runtime.client.get_server(parsed.server_id, parsed.region)
     generation = meta.get("generation")
 
     def ready(state: str, reason: str, message: str, warning: bool) -> None:
@@ -246,10 +163,31 @@ async def observe(
                 repeat_interval=runtime.settings.operator.event_repeat_interval,
             )
 
+    try:
+        parsed = VirtualServerSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        # Nothing to retry until the spec changes (which runs this handler again).
+        ready("False", "InvalidSpec", f"the spec cannot be read: {spec_problem(exc)}", True)
+        return
     sid = parsed.server_id
+    try:
+        endpoint = runtime.client.base_url(parsed.region)
+    except EndpointError as exc:
+        ready("False", "InvalidRegion", f"{exc}; correct spec.region", True)
+        return
+    outcome = await runtime.client.get_server(sid, parsed.region)
     if outcome.kind is Kind.FOUND:
         observed = describe_body(outcome.body)
-        patch.status["server"] = observed
+        account = (outcome.body or {}).get("account_id")
+        patch.status["server"] = model.dump(
+            ServerObservation(
+                name=observed["name"],
+                state=observed["state"],
+                locked=observed["locked"],
+                endpoint=endpoint,
+                account_id=account[:128] if isinstance(account, str) and account else None,
+            )
+        )
         if (observed["state"] or "").upper() == "ERROR":
             ready("False", "ServerError", f"server {sid} is in state ERROR in SCP", True)
         else:
@@ -264,8 +202,8 @@ async def observe(
         ready(
             "False",
             "ServerNotFound",
-            f"server {sid} does not exist in SCP: check "
-            "spec.serverId (deleting this object would delete nothing)",
+            f"server {sid} does not exist in SCP at {endpoint}: check "
+            "spec.serverId and spec.region (deleting this object would delete nothing)",
             True,
         )
         return
@@ -284,6 +222,17 @@ async def observe(
     message = f"cannot read server {sid}: {decision.message if hinted else outcome.describe()}"
     ready("Unknown", decision.reason, message, True)
     raise kopf.TemporaryError(message, delay=decision.delay or 60)
+
+
+def spec_problem(exc: ValidationError) -> str:
+    """Which spec field is wrong and why, in a few words (never the whole value)."""
+    names = {"server_id": "spec.serverId", "region": "spec.region"}
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:3]:
+        loc = [str(p) for p in err.get("loc", ())]
+        field = names.get(loc[0], f"spec.{loc[0]}") if loc else "spec"
+        parts.append(f"{field}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid spec"
 
 
 def _terminating_orphan(meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> bool:
@@ -319,12 +268,20 @@ async def release_orphans(
         _report(
             decision, body=body, status=status, meta=meta, patch=patch, memo=memo, runtime=runtime
         )
-        patch.fns.append(_remove_finalizer)
+        patch.fns.append(remove_finalizer_if_orphan)
         runtime.blocked.released(str(meta.get("uid")))
         metrics.DELETIONS.labels(decision.reason).inc()
 
 
-def _remove_finalizer(raw: kopf.RawBody) -> None:
+def remove_finalizer_if_orphan(raw: kopf.RawBody) -> None:
+    """Remove our finalizer from ``raw`` — only while ``raw`` still says Orphan.
+
+    Kopf applies this function to the object as it is when the patch is sent, and again to a
+    fresh copy after a 422 (the object changed meanwhile). The policy is re-read each time: an
+    ArgoCD self-heal may have reverted it to Delete, and then the object must stay.
+    """
+    if (raw.get("spec") or {}).get("deletionPolicy") != DeletionPolicy.ORPHAN.value:
+        return
     finalizers = raw.get("metadata", {}).get("finalizers") or []
     if FINALIZER in finalizers:
         raw["metadata"]["finalizers"] = [f for f in finalizers if f != FINALIZER]
@@ -341,61 +298,64 @@ async def delete_server(
     uid: str,
     retry: int,
     logger: Any,
-    **kwargs: Any,
+    **_: Any,
 ) -> None:
-    """Delete the cloud server, or hold the finalizer and say why (design.md's table)."""
-    by_server: kopf.Index[str, Holder] = kwargs["by_server"]  # Kopf passes indexes by name
+    """Delete the cloud server, or hold the finalizer and say why (the decision table).
+
+    Facts that could let a server be deleted are read last, from the API server, while holding
+    an SCP request slot: the CRD's state and the other objects naming the server are read after
+    every other await, and the DELETE follows with no await in between but the send itself.
+    """
     runtime: Runtime = memo.runtime
-    op = runtime.settings.operator
-    try:
-        parsed = VirtualServerSpec.model_validate(dict(spec))
-    except ValidationError:
-        message = "spec is invalid (serverId must be a UUID); fix it or remove the finalizer"
-        events.post(
-            body,
-            memo,
-            warning=True,
-            reason="InvalidSpec",
-            message=message,
-            repeat_interval=op.event_repeat_interval,
-        )
-        delay = runtime.timing.slow.delay(retry, _rng.random())
-        raise kopf.TemporaryError(message, delay=delay) from None
-    sid = parsed.server_id
+    situation, parsed, endpoint = _situation(spec, meta, status, retry, runtime)
     deletion = dict(status.get("deletion") or {})
-    situation = Situation(
-        server_id=sid,
-        policy=parsed.deletion_policy,
-        protected=is_protected(meta.get("annotations")),
-        sharers=tuple(
-            h.ref for h in by_server.get(sid.lower(), []) if h.uid != uid and not h.terminating
-        ),
-        attempt=retry,
-        jitter=_rng.random(),
-        confirm=op.confirm_deletion,
-        accepted_before=bool(deletion.get("acceptedTime")),
-        dry_run=op.dry_run,
-        timing=runtime.timing,
-    )
-    if situation.policy is not DeletionPolicy.ORPHAN:
-        situation = dataclasses.replace(situation, crd=await runtime.crd.state())
-    # No await between the budget check and spending it: concurrent handlers cannot both pass.
-    bypass = (meta.get("annotations") or {}).get(BYPASS_ANNOTATION) == "true"
-    situation = dataclasses.replace(
-        situation, budget_wait=None if bypass else runtime.budget.wait_time()
-    )
     decision = decide(situation)
-    if decision.action in (Action.CALL_DELETE, Action.CALL_GET):
-        if decision.action is Action.CALL_DELETE:
-            runtime.budget.spend()
-        outcome = await _call(decision.action, runtime, parsed)
-        deletion = _record(deletion, decision.action, outcome)
+    outcome: Outcome | None = None
+    if decision.action is Action.CALL_DELETE and parsed is not None:
+        async with runtime.client.slot():
+            crd, (sharers, sharers_error) = await asyncio.gather(
+                runtime.crd.state(), _sharers(runtime, uid, parsed.server_id)
+            )
+            bypass = (meta.get("annotations") or {}).get(BYPASS_ANNOTATION) == "true"
+            situation = dataclasses.replace(
+                situation,
+                crd=crd,
+                sharers=sharers,
+                sharers_error=sharers_error,
+                budget_wait=None if bypass else runtime.budget.wait_time(uid),
+            )
+            decision = decide(situation)
+            if decision.action is Action.CALL_DELETE:
+                took = runtime.budget.spend(uid)  # no await between the check and this
+                outcome = await runtime.client.delete_server(
+                    parsed.server_id, parsed.region, slot_held=True
+                )
+                if took and outcome.kind is not Kind.ACCEPTED:
+                    runtime.budget.refund(uid)
+    elif decision.action is Action.CALL_GET and parsed is not None:
+        outcome = await runtime.client.get_server(parsed.server_id, parsed.region)
+    if outcome is not None:
+        action = decision.action
+        deletion = _record(deletion, action, outcome)
+        doubt = None
+        if outcome.kind is Kind.GONE:
+            doubt = await _gone_doubt(runtime, status, endpoint, parsed)
         decision = decide(
             dataclasses.replace(
-                situation, outcome=outcome, accepted_before=bool(deletion.get("acceptedTime"))
+                situation,
+                outcome=outcome,
+                accepted_before=bool(deletion.get("acceptedTime")),
+                gone_doubt=doubt,
             )
         )
-        logger.info("SCP answered %s for server %s: %s", outcome.describe(), sid, decision.action)
+        if decision.forget_acceptance:
+            deletion.pop("acceptedTime", None)
+        logger.info(
+            "SCP answered %s for server %s: %s",
+            outcome.describe(),
+            situation.server_id,
+            decision.action,
+        )
         if decision.action is Action.HOLD:  # a released object vanishes: no status write
             patch.status["deletion"] = deletion
     _report(decision, body=body, status=status, meta=meta, patch=patch, memo=memo, runtime=runtime)
@@ -403,16 +363,87 @@ async def delete_server(
         runtime.blocked.held(uid, decision.reason)
         metrics.RETRIES.labels(decision.reason).inc()
         raise kopf.TemporaryError(decision.message, delay=decision.delay or 60)
-    runtime.blocked.released(uid)
-    metrics.DELETIONS.labels(decision.reason).inc()
     if decision.action is not Action.RELEASE:  # pragma: no cover - decide() never returns CALL_*
         raise kopf.TemporaryError(f"internal: unexpected action {decision.action}", delay=60)
+    runtime.blocked.released(uid)
+    metrics.DELETIONS.labels(decision.reason).inc()
 
 
-async def _call(action: Action, runtime: Runtime, spec: VirtualServerSpec) -> Outcome:
-    if action is Action.CALL_GET:
-        return await runtime.client.get_server(spec.server_id, spec.region)
-    return await runtime.client.delete_server(spec.server_id, spec.region)
+def _situation(
+    spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, retry: int, runtime: Runtime
+) -> tuple[Situation, VirtualServerSpec | None, str]:
+    """The facts known without asking anyone: spec, policy, annotations, settings, status."""
+    op = runtime.settings.operator
+    shield = protection(meta.get("annotations"))
+    deletion = status.get("deletion") or {}
+    common: dict[str, Any] = {
+        "protected": shield.protected,
+        "protection_note": shield.note,
+        "attempt": retry,
+        "jitter": _rng.random(),
+        "confirm": op.confirm_deletion,
+        "accepted_before": bool(deletion.get("acceptedTime")),
+        "dry_run": op.dry_run,
+        "timing": runtime.timing,
+    }
+    try:
+        parsed = VirtualServerSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        # Orphan needs no server id: the way out stays open even for a broken spec.
+        orphan = spec.get("deletionPolicy") == DeletionPolicy.ORPHAN.value
+        situation = Situation(
+            server_id=str(spec.get("serverId") or "(none)")[:64],
+            policy=DeletionPolicy.ORPHAN if orphan else DeletionPolicy.DELETE,
+            spec_error=spec_problem(exc),
+            **common,
+        )
+        return situation, None, ""
+    try:
+        endpoint, region_error = runtime.client.base_url(parsed.region), None
+    except EndpointError as exc:
+        endpoint, region_error = "", str(exc)
+    situation = Situation(
+        server_id=parsed.server_id,
+        policy=parsed.deletion_policy,
+        region_error=region_error,
+        **common,
+    )
+    return situation, parsed, endpoint
+
+
+async def _sharers(
+    runtime: Runtime, uid: str, server_id: str
+) -> tuple[tuple[str, ...], str | None]:
+    """Other objects that keep the server alive, asked of the API server now."""
+    try:
+        listed = await runtime.crd.naming(server_id)
+    except KubeReadError as exc:
+        return (), str(exc)
+    return blocking_sharers(uid, server_id, listed), None
+
+
+async def _gone_doubt(
+    runtime: Runtime, status: kopf.Status, endpoint: str, parsed: VirtualServerSpec | None
+) -> Doubt | None:
+    """Why this 404 is not evidence (see :func:`scp_operator.evidence.gone_doubt`), if it is not."""
+    seen = status.get("server") or {}
+    observed = (
+        Where(str(seen["endpoint"]), str(seen.get("accountId") or ""))
+        if seen.get("endpoint")
+        else None
+    )
+    calling = Where(endpoint, runtime.settings.scp.account_id)
+    listed: tuple[str, ...] | None = None
+    if observed is not None and observed.account and not calling.account:
+        probe = await runtime.client.list_servers_probe(parsed.region if parsed else None)
+        servers = (probe.body or {}).get("servers") if probe.kind is Kind.FOUND else None
+        if isinstance(servers, list):
+            listed = tuple(
+                str(s.get("account_id"))
+                for s in servers
+                if isinstance(s, dict) and s.get("account_id")
+            )
+    return gone_doubt(observed, calling, listed)
 
 
 def _record(deletion: dict[str, Any], action: Action, outcome: Outcome) -> dict[str, Any]:
@@ -466,4 +497,4 @@ def _report(
     )
 
 
-__all__ = ["CrdState", "by_server", "configure", "delete_server", "observe", "release_orphans"]
+__all__ = ["configure", "delete_server", "observe", "release_on_crd_deletion", "release_orphans"]

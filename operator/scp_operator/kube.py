@@ -1,23 +1,42 @@
-"""The few Kubernetes reads the operator makes itself (Kopf does the rest).
+"""The Kubernetes reads and writes the operator makes itself (Kopf does the rest).
 
-Only one: the VirtualServer CRD, read right before every DELETE. When a CRD is deleted, the API
-server deletes every object of it; those deletions must not delete cloud servers (the owner
-removed a type, not a fleet), so the handler has to know — authoritatively, not from a watch
-that may lag — whether the CRD is going.
+Every fact that lets a server be deleted or an object be released is read here, from the API
+server, at the moment of the decision — never from a watch cache or an index, which lag, are
+per process and cannot see other shards:
+
+* the VirtualServer CRD (:class:`CrdReader`): when a CRD is deleted the API server deletes every
+  object of it, and those deletions must not delete cloud servers (the owner removed a type, not
+  a fleet);
+* the objects naming one server (:meth:`CrdReader.naming`), by a LIST with the field selector
+  ``spec.serverId`` (a CRD ``selectableField``), for the shared-server guard;
+* every object with our finalizer (:meth:`CrdReader.holding`), for the CRD cascade, which Kopf
+  no longer serves once the CRD terminates.
+
+The official client is synchronous; calls run in a small dedicated thread pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from scp_operator.constants import CRD_NAME, GROUP, PLURAL, VERSION
+from scp_operator.constants import CRD_NAME, FINALIZER, GROUP, PLURAL, VERSION
 from scp_operator.decision import CrdState
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Page size of the cascade's LIST: bounded memory whatever the number of objects.
+PAGE = 500
+
+
+class KubeReadError(Exception):
+    """The API server could not be asked; the message is short and safe to show."""
 
 
 def _load_config() -> object:
@@ -62,9 +81,10 @@ def list_virtualservers(namespaces: Sequence[str] = ()) -> list[str]:
 class CrdReader:
     """Reads the CRD's state with the official ``kubernetes`` client, in a worker thread."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 10.0, threads: int = 8) -> None:
         self._timeout = timeout
         self._api: Any = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="kube")
         self._lock = threading.Lock()
         self._reading = asyncio.Lock()  # one read at a time
         self._batch: asyncio.Future[CrdState] | None = None  # the next read, not yet started
@@ -96,23 +116,107 @@ class CrdReader:
             return CrdState.UNKNOWN
         return CrdState.TERMINATING if crd.metadata.deletion_timestamp else CrdState.PRESENT
 
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def _objects(self) -> Any:
+        import kubernetes
+
+        self._client()  # configuration loaded
+        return kubernetes.client.CustomObjectsApi(self._api.api_client)
+
+    async def naming(self, server_id: str) -> list[dict[str, Any]]:
+        """Every VirtualServer, in any namespace, whose ``spec.serverId`` is ``server_id``.
+
+        Asked of the API server with a field selector, in the canonical lower-case spelling and
+        in upper case (objects stored before the CRD required lower case). Raises
+        :class:`KubeReadError` when the API server cannot answer, so the caller holds.
+        """
+        spellings = dict.fromkeys((server_id.lower(), server_id.upper()))
+        found: dict[str, dict[str, Any]] = {}
+        for listing in await asyncio.gather(*(self._run(self._naming, s) for s in spellings)):
+            for item in listing:
+                found[str(item.get("metadata", {}).get("uid"))] = item
+        return list(found.values())
+
+    def _naming(self, spelling: str) -> list[dict[str, Any]]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            listing = self._objects().list_cluster_custom_object(
+                GROUP,
+                VERSION,
+                PLURAL,
+                field_selector=f"spec.serverId={spelling}",
+                _request_timeout=self._timeout,
+            )
+        except ApiException as exc:
+            if exc.status == 400 and "field label" in str(exc.body):
+                raise KubeReadError(
+                    "the installed VirtualServer CRD has no selectable field spec.serverId: "
+                    "apply this version's CRD (crds/ or the chart's crds/ folder)"
+                ) from None
+            raise KubeReadError(f"LIST virtualservers answered HTTP {exc.status}") from None
+        except Exception as exc:
+            raise KubeReadError(f"LIST virtualservers failed: {type(exc).__name__}") from None
+        items: list[dict[str, Any]] = listing.get("items") or []
+        return items
+
+    async def holding(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Every VirtualServer (in ``namespaces``, or all) that still carries our finalizer.
+
+        Read page by page; an API error raises :class:`KubeReadError`.
+        """
+        return await self._run(self._holding, tuple(namespaces))
+
+    def _holding(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+        from kubernetes.client.exceptions import ApiException
+
+        api = self._objects()
+        result: list[dict[str, Any]] = []
+        for ns in namespaces or (None,):
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"limit": PAGE, "_request_timeout": self._timeout}
+                if token:
+                    kwargs["_continue"] = token
+                try:
+                    if ns is None:
+                        page = api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+                    else:
+                        page = api.list_namespaced_custom_object(
+                            GROUP, VERSION, ns, PLURAL, **kwargs
+                        )
+                except ApiException as exc:
+                    if exc.status == 404:
+                        break  # the CRD is gone: nothing holds any more
+                    raise KubeReadError(f"LIST virtualservers answered HTTP {exc.status}") from None
+                except Exception as exc:
+                    raise KubeReadError(
+                        f"LIST virtualservers failed: {type(exc).__name__}"
+                    ) from None
+                for item in page.get("items") or []:
+                    if FINALIZER in (item.get("metadata", {}).get("finalizers") or ()):
+                        result.append(item)
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    break
+        return result
+
     async def release(
-        self, namespace: str, name: str, finalizers: Sequence[str], ours: str, rv: str
+        self, namespace: str, name: str, finalizers: Sequence[str], ours: str
     ) -> bool:
-        """Remove our finalizer with a merge patch guarded by ``rv``; False if it must be retried.
+        """Remove our finalizer with a JSON patch guarded by the finalizer list; False: retry.
 
         Used only for the CRD cascade, when Kopf no longer serves the resource.
         """
-        return await asyncio.to_thread(self._release, namespace, name, finalizers, ours, rv)
+        return await self._run(self._release, namespace, name, finalizers, ours)
 
-    def _release(
-        self, namespace: str, name: str, finalizers: Sequence[str], ours: str, rv: str
-    ) -> bool:
-        import kubernetes
+    def _release(self, namespace: str, name: str, finalizers: Sequence[str], ours: str) -> bool:
         from kubernetes.client.exceptions import ApiException
 
-        self._client()  # configuration loaded
-        api: Any = kubernetes.client.CustomObjectsApi(self._api.api_client)
+        api = self._objects()
         current = list(finalizers)
         for _ in range(3):
             if ours not in current:
@@ -190,7 +294,7 @@ class CrdReader:
                 self._batch = None  # closed: later callers wait for the next read
             try:
                 self.reads += 1
-                result = await asyncio.to_thread(self._read)
+                result = await self._run(self._read)
             except BaseException:  # never leave callers hanging
                 result = CrdState.UNKNOWN
             batch.set_result(result)

@@ -53,7 +53,13 @@ class RequestLimiter:
 
 
 class DeletionBudget:
-    """The blast-radius limit: at most ``limit`` DELETE calls per sliding ``window`` seconds.
+    """The blast-radius limit: at most ``limit`` deletions per sliding ``window`` seconds.
+
+    It counts deletions, not attempts: a slot is taken right before a DELETE is sent (no await
+    between the check and the taking, so concurrent handlers cannot both pass) and given back
+    when SCP did not accept it, so a few locked servers retrying every few minutes cannot use up
+    a window meant for real deletions. An object counts once per window however often its
+    DELETE is repeated.
 
     Kept in memory: a restart starts a new window. That errs towards deleting more after a crash
     loop, which the limit cannot prevent anyway (each restart is a new process); the limit exists
@@ -65,29 +71,43 @@ class DeletionBudget:
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._spent: collections.deque[float] = collections.deque()
+        self._spent: collections.deque[tuple[float, str]] = collections.deque()
 
     def _expire(self, now: float) -> None:
-        while self._spent and self._spent[0] <= now - self.window:
+        while self._spent and self._spent[0][0] <= now - self.window:
             self._spent.popleft()
 
-    def wait_time(self) -> float | None:
+    def _counted(self, uid: str) -> bool:
+        return bool(uid) and any(u == uid for _, u in self._spent)
+
+    def wait_time(self, uid: str = "") -> float | None:
         """Seconds until a DELETE may be sent, or None when one may be sent now."""
         if self.limit <= 0:
             return None
         now = self._clock()
         self._expire(now)
-        if len(self._spent) < self.limit:
+        if len(self._spent) < self.limit or self._counted(uid):
             return None
-        return max(1.0, self._spent[0] + self.window - now)
+        return max(1.0, self._spent[0][0] + self.window - now)
 
-    def spend(self) -> None:
-        """Record one DELETE call (call it right before sending)."""
-        if self.limit > 0:
-            self._spent.append(self._clock())
+    def spend(self, uid: str = "") -> bool:
+        """Take a slot for ``uid``'s DELETE (call it right before sending); False when ``uid``
+        already holds one (a repeated DELETE of one object counts once)."""
+        if self.limit <= 0 or self._counted(uid):
+            return False
+        self._expire(self._clock())
+        self._spent.append((self._clock(), uid))
+        return True
+
+    def refund(self, uid: str) -> None:
+        """Give back the slot ``spend`` just took: SCP did not accept the DELETE."""
+        for entry in reversed(self._spent):
+            if entry[1] == uid:
+                self._spent.remove(entry)
+                return
 
     @property
     def spent(self) -> int:
-        """DELETE calls in the current window."""
+        """Deletions counted in the current window."""
         self._expire(self._clock())
         return len(self._spent)

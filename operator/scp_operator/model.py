@@ -7,10 +7,12 @@ by field, so a field added to one and forgotten in the other fails the build.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scp_operator.constants import PROTECTION_ANNOTATION
 
@@ -36,13 +38,25 @@ class VirtualServerSpec(_Camel):
     region: str | None = Field(default=None, pattern=REGION_PATTERN)
     deletion_policy: DeletionPolicy = Field(default=DeletionPolicy.DELETE, alias="deletionPolicy")
 
+    @field_validator("server_id")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        """SCP ids are lower-case UUIDs: an upper-case copy names the same server."""
+        return value.lower()
+
 
 class ServerObservation(_Camel):
-    """What SCP last said about the server (``GET /v1/servers/{id}``)."""
+    """What SCP last said about the server (``GET /v1/servers/{id}``), and where it said it.
+
+    ``endpoint`` and ``account_id`` make a later 404 checkable: only a 404 from the same place
+    is evidence that the server is gone.
+    """
 
     name: str | None = None
     state: str | None = None
     locked: bool | None = None
+    endpoint: str | None = None
+    account_id: str | None = Field(default=None, alias="accountId")
 
 
 class Condition(_Camel):
@@ -80,12 +94,46 @@ def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def is_protected(annotations: dict[str, str] | Any) -> bool:
-    """True when the deletion-protection annotation says ``"true"`` (case-insensitive).
+#: Values of the protection annotation, lower-cased: these protect, these do not; any other
+#: value protects too (a value nobody can read must not be the reason a server is deleted).
+PROTECT_VALUES = frozenset({"true", "yes", "1", "on"})
+UNPROTECT_VALUES = frozenset({"false", "no", "0", "off", ""})
 
-    Anything else — absent, ``"false"``, garbage — is not protection: an annotation that cannot
-    be read as true must not be taken as a reason to keep a server the owner asked to delete,
-    but it is also never a reason to delete one (the deletion is still the owner's own request).
+
+@dataclasses.dataclass(frozen=True)
+class Protection:
+    """What the deletion-protection annotation says."""
+
+    protected: bool
+    note: str = ""  # words for the condition when the value was not the plain "true"
+
+
+def protection(annotations: Mapping[str, Any] | Any) -> Protection:
+    """Read the deletion-protection annotation, failing safe.
+
+    ``true``/``yes``/``1``/``on`` (any case) protect; absent or ``false``/``no``/``0``/``off``
+    do not. Any other value also protects, with a note saying it was not understood: an owner
+    who wrote ``"enabled"`` meant protection, and a deleted server cannot be brought back.
     """
-    value = (annotations or {}).get(PROTECTION_ANNOTATION)
-    return isinstance(value, str) and value.strip().lower() == "true"
+    raw = (
+        (annotations or {}).get(PROTECTION_ANNOTATION) if isinstance(annotations, Mapping) else None
+    )
+    if raw is None:
+        return Protection(False)
+    value = str(raw).strip().lower()
+    if value in UNPROTECT_VALUES:
+        return Protection(False)
+    if value == "true":
+        return Protection(True)
+    shown = str(raw)[:40]
+    if value in PROTECT_VALUES:
+        return Protection(True, f"is {shown!r} (read as true)")
+    return Protection(
+        True,
+        f'is {shown!r}, which is not understood, so it protects (use "true" or "false")',
+    )
+
+
+def is_protected(annotations: Mapping[str, Any] | Any) -> bool:
+    """True when the deletion-protection annotation protects (see :func:`protection`)."""
+    return protection(annotations).protected

@@ -137,6 +137,27 @@ class OperatorSettings(BaseSettings):
     deletion_window: float = Field(
         3600.0, gt=0, description="Length (s) of the blast-radius window."
     )
+    lease_name: str = Field(
+        "scp-operator",
+        max_length=239,  # room for the "-ns-<10 hex>" suffix of namespaced mode (253 in all)
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        description=(
+            "Lease that keeps a second operator instance from running at the same time (two "
+            "blast-radius budgets, two endpoints); empty disables it: unsafe, for tests only."
+        ),
+    )
+    lease_namespace: str = Field(
+        "kube-system",
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Namespace of that Lease: one fixed place, so releases in any namespace meet.",
+    )
+    lease_duration: int = Field(
+        15,
+        ge=2,
+        le=3600,
+        description="Seconds a Lease lasts unrenewed; renewed every third of it.",
+    )
 
     @model_validator(mode="after")
     def _caps(self) -> OperatorSettings:

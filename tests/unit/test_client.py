@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from scp_operator.credentials import CredentialsProvider
-from scp_operator.scp import signing
+from scp_operator.scp import outcomes, signing
 from scp_operator.scp.client import MAX_BODY, ScpClient
-from scp_operator.scp.outcomes import Kind
+from scp_operator.scp.outcomes import Kind, Outcome
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 BASE = "http://scp.test"
@@ -181,3 +181,37 @@ async def test_a_failing_crd_read_answers_unknown_to_everyone(
 
     monkeypatch.setattr(reader, "_read", boom)
     assert set(await asyncio.gather(*(reader.state() for _ in range(5)))) == {CrdState.UNKNOWN}
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "kind"),
+    [
+        ("DELETE", 202, Kind.ACCEPTED),
+        ("DELETE", 404, Kind.GONE),
+        ("DELETE", 409, Kind.CONFLICT),
+        ("DELETE", 503, Kind.UNAVAILABLE),
+        ("GET", 404, Kind.GONE),
+        ("GET", 200, Kind.REJECTED),  # a server we could not read is not FOUND
+    ],
+)
+async def test_an_answer_that_cannot_be_turned_into_an_outcome_keeps_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, status: int, kind: Kind
+) -> None:
+    """If building the outcome fails for any reason, the status alone still decides."""
+
+    def broken(**kwargs: object) -> Outcome:
+        raise RuntimeError("a bug in the answer reader")
+
+    monkeypatch.setattr(outcomes, "from_response", broken)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/":
+            return httpx.Response(200, json=VERSIONS)
+        return httpx.Response(status, json={"id": SID})
+
+    client = make(handler, tmp_path)
+    call = client.delete_server if method == "DELETE" else client.get_server
+    outcome = await call(SID)
+    await client.aclose()
+    assert outcome.kind is kind
+    assert outcome.status == status

@@ -244,3 +244,52 @@ def test_blast_radius_budget_holds_until_a_slot_frees() -> None:
     assert "bypass-deletion-budget" in d.message
     confirm = dataclasses.replace(BASE, budget_wait=123.0, confirm=True, accepted_before=True)
     assert decide(confirm).action is Action.CALL_GET  # a confirming GET deletes nothing
+
+
+# --- issue 9: rows added for facts read at decision time --------------------------------------
+
+
+def test_confirm_mode_sends_the_delete_again_when_the_server_is_back_in_a_steady_state() -> None:
+    """Defect 6: after a 202 whose server returned to ACTIVE the operator polled forever."""
+    s = dataclasses.replace(
+        answered(Kind.FOUND, 200, body={"state": "ACTIVE"}), confirm=True, accepted_before=True
+    )
+    d = decide(s)
+    assert (d.action, d.reason, d.warning) == (Action.HOLD, "DeletionNotCompleted", True)
+    assert d.forget_acceptance
+    # once the acceptance is forgotten, the next attempt deletes again
+    again = decide(dataclasses.replace(s, outcome=None, accepted_before=False))
+    assert again.action is Action.CALL_DELETE
+
+
+def test_confirm_polling_backs_off_with_the_attempts() -> None:
+    """Defect 6: the poll was a fixed 5-10 s forever (hundreds of reads per hour)."""
+    s = dataclasses.replace(
+        answered(Kind.FOUND, 200, body={"state": "DELETING"}), confirm=True, accepted_before=True
+    )
+    first = decide(dataclasses.replace(s, attempt=0, jitter=0.0)).delay
+    later = decide(dataclasses.replace(s, attempt=6, jitter=0.0)).delay
+    assert first is not None
+    assert later is not None
+    assert later >= 8 * first
+
+
+def test_an_unreadable_spec_holds_with_a_condition_naming_the_field() -> None:
+    """Defect 9: InvalidSpec always blamed serverId and set no condition."""
+    d = decide(dataclasses.replace(BASE, spec_error="spec.region: String should match pattern"))
+    assert (d.action, d.reason, d.warning) == (Action.HOLD, "InvalidSpec", True)
+    assert "spec.region" in d.message
+    orphan = dataclasses.replace(BASE, spec_error="x", policy=DeletionPolicy.ORPHAN)
+    assert decide(orphan).action is Action.RELEASE  # the way out stays open
+
+
+def test_a_region_the_environment_lacks_holds_before_any_call() -> None:
+    """Defect 5: the region error raised out of the client with no condition and no event."""
+    d = decide(dataclasses.replace(BASE, region_error="region 'kr-south1' does not exist"))
+    assert (d.action, d.reason, d.warning) == (Action.HOLD, "InvalidRegion", True)
+    assert "spec.region" in d.message
+
+
+def test_a_failed_sharer_check_holds_and_never_deletes() -> None:
+    d = decide(dataclasses.replace(BASE, sharers_error="LIST virtualservers answered HTTP 500"))
+    assert (d.action, d.reason) == (Action.HOLD, "ShareCheckFailed")

@@ -600,3 +600,23 @@ async def test_broken_credentials_hold_the_object_without_a_call(tmp_path: Path)
     assert outcome.kind is Kind.NO_CREDENTIALS
     d = decide(Situation(server_id=SID, outcome=outcome))
     assert (d.action, d.reason) == (Action.HOLD, "CredentialsUnavailable")
+
+
+# --- answers whose status is fine but whose details break parsing -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(202, Kind.ACCEPTED), (429, Kind.THROTTLED), (409, Kind.CONFLICT)],
+)
+async def test_a_retry_after_with_a_superscript_digit_keeps_the_status(
+    tmp_path: Path, status: int, kind: Kind
+) -> None:
+    """``Retry-After: ²`` passes ``str.isdigit`` and fails ``float``: the answer still counts."""
+    outcome = await delete(
+        lambda r: httpx.Response(status, headers=[(b"retry-after", "²".encode())]), tmp_path
+    )
+    assert outcome.kind is kind
+    assert outcome.status == status
+    assert outcome.retry_after is None
+    assert released(outcome) == (status == 202)

@@ -52,3 +52,21 @@ def test_budget_zero_means_unlimited() -> None:
     for _ in range(1000):
         budget.spend()
     assert budget.wait_time() is None
+
+
+def test_budget_counts_deletions_not_attempts() -> None:
+    """Defect 8: a few locked servers retrying used up the window meant for real deletions."""
+    now = [0.0]
+    budget = DeletionBudget(2, 3600.0, clock=lambda: now[0])
+    for attempt in range(10):  # a locked server: every DELETE answered 409, the slot given back
+        now[0] = attempt * 60.0
+        assert budget.wait_time("locked") is None
+        assert budget.spend("locked")
+        budget.refund("locked")
+    assert budget.spent == 0
+    assert budget.spend("a")  # accepted: kept
+    assert not budget.spend("a")  # the same object again counts once
+    assert budget.wait_time("b") is None
+    assert budget.spend("b")
+    assert budget.wait_time("c") is not None
+    assert budget.wait_time("a") is None  # a repeated DELETE of a counted object may go

@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -31,9 +32,11 @@ from scp_emulator.auth import authenticate
 from scp_emulator.config import Credential, EmulatorConfig
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator.backoff import MIN_DELAY, Schedule
+from scp_operator.constants import FINALIZER, PROTECTION_ANNOTATION
 from scp_operator.credentials import CredentialsProvider
-from scp_operator.decision import Action, CrdState, Situation, Timing, decide
-from scp_operator.model import DeletionPolicy
+from scp_operator.decision import Action, CrdState, Doubt, Situation, Timing, decide
+from scp_operator.evidence import blocking_sharers
+from scp_operator.model import DeletionPolicy, protection
 from scp_operator.scp import endpoints, signing
 from scp_operator.scp.client import ScpClient
 from scp_operator.scp.outcomes import Kind, Outcome
@@ -101,6 +104,10 @@ def situations(draw: st.DrawFn, timing: st.SearchStrategy[Timing] | None = None)
         dry_run=draw(st.booleans()),
         budget_wait=draw(st.none() | st.floats(min_value=1.0, max_value=7200, allow_nan=False)),
         timing=draw(timing if timing is not None else timings(min_interval=1.0)),
+        spec_error=draw(st.none() | st.just("spec.serverId: bad")),
+        region_error=draw(st.none() | st.just("region 'kr-south1' does not exist")),
+        sharers_error=draw(st.none() | st.just("LIST virtualservers answered HTTP 500")),
+        gone_doubt=draw(st.none() | st.just(Doubt("EndpointChanged", "seen elsewhere"))),
     )
 
 
@@ -109,7 +116,8 @@ def may_release(s: Situation) -> bool:
     if s.policy is DeletionPolicy.ORPHAN or s.crd in (CrdState.TERMINATING, CrdState.GONE):
         return True
     return s.outcome is not None and (
-        s.outcome.kind is Kind.GONE or (s.outcome.kind is Kind.ACCEPTED and not s.confirm)
+        (s.outcome.kind is Kind.GONE and s.gone_doubt is None)
+        or (s.outcome.kind is Kind.ACCEPTED and not s.confirm)
     )
 
 
@@ -152,6 +160,9 @@ def test_blockers_never_lead_to_a_delete_call(s: Situation) -> None:
         or bool(s.sharers)
         or s.dry_run
         or s.budget_wait is not None
+        or s.spec_error is not None
+        or s.region_error is not None
+        or s.sharers_error is not None
     )
     if blocked:
         assert d.action is not Action.CALL_DELETE, (s, d)
@@ -419,3 +430,53 @@ def test_path_tricks_in_a_server_id_stay_inside_one_segment(trick: str) -> None:
     assert path.count("/") <= 3
     if trick not in ("/", ".."):  # "/" strips to nothing; ".." the client refuses to send
         assert httpx.URL(url).path.startswith("/v1/servers/")
+
+
+# --- the shared-server guard: facts from the API server into the table -----------------------
+
+PEER = st.fixed_dictionaries(
+    {
+        "uid": st.sampled_from(["u1", "u2", "u3", "u4"]),
+        "namespace": st.sampled_from(["team-a", "team-b"]),
+        "terminating": st.booleans(),
+        "finalizer": st.booleans(),
+        "policy": st.sampled_from(["Delete", "Orphan", "Retain", None]),
+        "protection": st.sampled_from([None, "true", "false", "yes", "1", "on", "enabled", ""]),
+        "spelling": st.sampled_from([str.lower, str.upper]),
+    }
+)
+
+
+def peer_object(p: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"uid": p["uid"], "namespace": p["namespace"], "name": p["uid"]}
+    if p["terminating"]:
+        meta["deletionTimestamp"] = "2026-12-03T00:00:00Z"
+    if p["finalizer"]:
+        meta["finalizers"] = [FINALIZER]
+    if p["protection"] is not None:
+        meta["annotations"] = {PROTECTION_ANNOTATION: p["protection"]}
+    spec: dict[str, Any] = {"serverId": p["spelling"](SID)}
+    if p["policy"] is not None:
+        spec["deletionPolicy"] = p["policy"]
+    return {"metadata": meta, "spec": spec}
+
+
+@given(situations(), st.lists(PEER, max_size=4, unique_by=lambda p: p["uid"]))
+def test_a_server_named_by_a_live_protected_or_orphan_object_is_never_sent_a_delete(
+    s: Situation, peers: list[dict[str, Any]]
+) -> None:
+    """issue 9's invariant: whatever the other objects naming the server look like, a DELETE is
+    decided only when none of them is live, protected or keeping the server (Orphan)."""
+    listed = [peer_object(p) for p in peers]
+    s = dataclasses.replace(s, outcome=None, sharers=blocking_sharers("me", SID, listed))
+    d = decide(s)
+    if d.action is not Action.CALL_DELETE:
+        return
+    assert s.policy is DeletionPolicy.DELETE
+    assert not s.protected
+    for p in peers:
+        if p["terminating"] and not p["finalizer"]:
+            continue  # already released: it no longer holds the server
+        assert p["terminating"], p  # live
+        assert not protection(peer_object(p)["metadata"].get("annotations")).protected, p
+        assert p["policy"] in ("Delete", None), p  # Orphan or an unknown policy keeps it

@@ -11,6 +11,7 @@ import dataclasses
 import email.utils
 import enum
 import json
+import math
 import time
 from typing import Any
 
@@ -65,7 +66,19 @@ def classify(status: int, *, method: str) -> Kind:
 
 
 def from_response(*, method: str, status: int, content: bytes, headers: dict[str, str]) -> Outcome:
-    """Build an outcome from a raw answer; never raises, whatever the body holds."""
+    """Build an outcome from a raw answer; never raises, whatever the headers or body hold.
+
+    The status line is the reliable part of an answer: if reading the rest fails for any reason
+    (a bug here, a header no parser expected), the outcome falls back to the status alone, so a
+    202 to a DELETE is never lost to a malformed detail.
+    """
+    try:
+        return _from_response(method=method, status=status, content=content, headers=headers)
+    except Exception:  # deliberately total: the status must survive any body
+        return from_status(method=method, status=status, headers=headers)
+
+
+def _from_response(*, method: str, status: int, content: bytes, headers: dict[str, str]) -> Outcome:
     kind = classify(status, method=method)
     parsed = parse_json(content)
     body = parsed if kind is Kind.FOUND and isinstance(parsed, dict) else None
@@ -74,6 +87,26 @@ def from_response(*, method: str, status: int, content: bytes, headers: dict[str
         return Outcome(Kind.REJECTED, status, "SCP answered 200 without a JSON object")
     detail = None if kind in (Kind.ACCEPTED, Kind.FOUND) else error_detail(parsed, content)
     return Outcome(kind, status, detail, parse_retry_after(headers.get("retry-after")), body)
+
+
+def from_status(
+    *,
+    method: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+    note: str | None = None,
+) -> Outcome:
+    """An outcome from the status code alone, for answers whose body cannot be used.
+
+    ``note`` says why (shown to people; never shown for an acceptance, which needs no words).
+    A GET 200 without a readable body is no server we can observe, so it is REJECTED as in
+    :func:`from_response`. Never raises.
+    """
+    kind = classify(status, method=method)
+    if kind is Kind.FOUND:
+        return Outcome(Kind.REJECTED, status, note or "SCP answered 200 but its body was unusable")
+    retry_after = parse_retry_after((headers or {}).get("retry-after"))
+    return Outcome(kind, status, None if kind is Kind.ACCEPTED else note, retry_after)
 
 
 def error_detail(parsed: Any, raw: bytes) -> str | None:
@@ -125,12 +158,24 @@ def parse_json(content: bytes) -> Any:
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), capped at one hour."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), capped at one hour.
+
+    Only ASCII digits are delta-seconds (RFC 9110's DIGIT): ``str.isdigit`` also accepts ``²``
+    and other digits ``float`` cannot read, and a header must never raise out of here. Any value
+    that is neither form, or that breaks a parser, is no hint at all (None).
+    """
+    try:
+        return _retry_after_seconds(value, now=now)
+    except Exception:  # a header from the network must never raise
+        return None
+
+
+def _retry_after_seconds(value: str | None, *, now: float | None) -> float | None:
     if not value:
         return None
     value = value.strip()
     seconds: float | None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         seconds = float(value)
     else:
         try:
@@ -138,4 +183,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         except (TypeError, ValueError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return None
     return min(max(seconds, 0.0), 3600.0)
