@@ -79,9 +79,11 @@ def gone_doubt(
     ``observed`` is where the server was last seen (None: never seen, nothing to contradict).
     The endpoint must match exactly; a changed ``spec.region``, ``SCP_REGION`` or
     ``SCP_ENDPOINT`` sends the question to a place that never had the server. The account must
-    match too: ``calling.account`` is the configured ``SCP_ACCOUNT_ID`` when set, else
-    ``listed_accounts`` (accounts of the servers the current key can list) must include the
-    observed account, since a key of another account sees every server of this one as 404.
+    match too: ``calling.account`` is the configured ``SCP_ACCOUNT_ID`` when set; else
+    ``listed_accounts`` (accounts of the servers the current key can list) must not show only
+    other accounts, since a key of another account sees every server of this one as 404. A key
+    that sees no server at all contradicts nothing (the last server of an account being deleted
+    looks exactly like that), so only ``SCP_ACCOUNT_ID`` turns that case into proof.
     """
     if observed is None or not observed.endpoint:
         return None
@@ -108,11 +110,11 @@ def gone_doubt(
             f"the server belongs to SCP account {observed.account} and the current key's "
             "account could not be checked; set SCP_ACCOUNT_ID to prove it",
         )
-    if observed.account in listed_accounts:
+    if not listed_accounts or observed.account in listed_accounts:
         return None
-    seen = ", ".join(sorted(set(listed_accounts))) or "no servers at all"
+    seen = ", ".join(sorted(set(listed_accounts)))
     return Doubt(
         "AccountChanged",
-        f"the server belongs to SCP account {observed.account} but the current key sees "
-        f"{seen} (keys of another account?); set SCP_ACCOUNT_ID to prove the account",
+        f"the server belongs to SCP account {observed.account} while the current key sees "
+        f"servers of {seen} (keys of another account?); set SCP_ACCOUNT_ID to prove the account",
     )

@@ -53,7 +53,25 @@ class ScpSettings(BaseSettings):
     @field_validator("endpoint")
     @classmethod
     def _valid_endpoint(cls, value: str | None) -> str | None:
+        """Stored in the form httpx sends (see ``endpoints.normalise_base``), or refused."""
         return endpoints.normalise_base(value) if value else None
+
+    @field_validator("account_id")
+    @classmethod
+    def _sendable_account_id(cls, value: str) -> str:
+        """The account id is signed and sent as the ``Scp-AccountId`` header, so it must be
+        printable ASCII without spaces: anything else would fail every call deep inside the HTTP
+        client (or be changed on the wire and fail the signature). The value is not echoed.
+        """
+        value = value.strip()
+        if value and (
+            not value.isascii() or not value.isprintable() or any(c.isspace() for c in value)
+        ):
+            raise ValueError(
+                "holds characters an HTTP header cannot carry (non-ASCII, spaces or control "
+                "characters); it must be the plain account id, or empty"
+            )
+        return value
 
     @field_validator("credentials_dir")
     @classmethod
@@ -132,7 +150,9 @@ class OperatorSettings(BaseSettings):
         False, description="Never call DELETE: report what would be deleted and hold."
     )
     max_deletions_per_window: int = Field(
-        0, ge=0, description="Blast-radius limit: DELETE calls per window; 0 means no limit."
+        0,
+        ge=0,
+        description="Blast-radius limit: accepted DELETEs (one per object) per window; 0: none.",
     )
     deletion_window: float = Field(
         3600.0, gt=0, description="Length (s) of the blast-radius window."

@@ -233,6 +233,13 @@ class Budget:
         raise ValueError(f"SCP_FAULT_BUDGET={value!r}: use ci, long, or a duration such as 600s")
 
 
+#: The suite's namespaces: most objects live in the first; the second holds the other half of
+#: the pairs that share a server across namespaces (the operator serves both).
+NAMESPACE = "faults"
+NAMESPACE_B = "faults-b"
+NAMESPACES = (NAMESPACE, NAMESPACE_B)
+
+
 def seed_from_env(value: str | None) -> int:
     """``SCP_FAULT_SEED`` if set, else a fresh seed (printed, so any run can be replayed)."""
     if value and value.strip():
@@ -252,7 +259,12 @@ class Role:
     escape: bool = False  # locked for good; the owner patches deletionPolicy: Orphan
     missing: bool = False  # the server does not exist in SCP (404)
     deleted: bool = True  # the test deletes the object
-    shared: bool = False
+    shared: bool = False  # two objects (``-a`` and ``-b``) name one server
+    both: bool = False  # ... and both are deleted (else only ``-a``)
+    cross_ns: bool = False  # ... ``-b`` lives in the second namespace
+    protected_a: bool = False  # ... ``-a`` carries the deletion-protection annotation
+    rename: bool = False  # ``-old`` is deleted right after ``-new`` (same server) is created
+    keeps: bool = False  # the server must survive the run (no DELETE may take it)
 
 
 ROLES: dict[str, Role] = {
@@ -261,16 +273,23 @@ ROLES: dict[str, Role] = {
         Role("plain"),
         Role("missing", missing=True),
         Role("locked", locked=True),
-        Role("escape", locked=True, unlock=False, escape=True),
-        Role("orphan", policy="Orphan"),
-        Role("protected", protected=True),
-        Role("kept", deleted=False),
-        Role("shared-both", shared=True),  # both objects naming the server are deleted
-        Role("shared-one", shared=True),  # one of two is deleted: the server must stay
+        Role("escape", locked=True, unlock=False, escape=True, keeps=True),
+        Role("orphan", policy="Orphan", keeps=True),
+        Role("protected", protected=True, keeps=True),
+        Role("kept", deleted=False, keeps=True),
+        Role("shared-both", shared=True, both=True),  # both objects naming the server deleted
+        Role("shared-one", shared=True, keeps=True),  # one of two is deleted: the server stays
+        # the same, with the two objects in two namespaces
+        Role("shared-ns-both", shared=True, both=True, cross_ns=True),
+        Role("shared-ns-one", shared=True, cross_ns=True, keeps=True),
+        # a Helm/ArgoCD rename: the new object names the server a moment before the old one goes
+        Role("rename", rename=True, keeps=True),
+        # a protected object and a Delete one share a server, both are deleted: both are held
+        Role("protected-share", shared=True, both=True, protected_a=True, keeps=True),
     )
 }
 
-#: objects per role at scale 1 (shared roles count pairs: two objects each)
+#: objects per role at scale 1 (shared and rename roles count pairs: two objects each)
 MIX = {
     "plain": 12,
     "missing": 3,
@@ -281,6 +300,10 @@ MIX = {
     "kept": 4,
     "shared-both": 2,
     "shared-one": 2,
+    "shared-ns-both": 1,
+    "shared-ns-one": 2,
+    "rename": 3,
+    "protected-share": 2,
 }
 
 
@@ -292,6 +315,11 @@ class Obj:
     role: Role
     server_id: str
     delete: bool  # the test deletes it
+    namespace: str = NAMESPACE
+    protected: bool = False  # carries the deletion-protection annotation
+    hold: str | None = None  # once deleted, it must stay held with this reason (None: must go)
+    later: bool = False  # created during the run (the new name of a rename), not at the start
+    created_at: float | None = None  # when the test created it
     deleted_at: float | None = None
     orphaned: bool = False  # deletionPolicy patched to Orphan while terminating
 
@@ -338,6 +366,12 @@ class Checks:
             self.passed[invariant] += 1
         else:
             self.failures.append(f"{invariant}: {message}")
+
+    def check_all(self, invariant: str, problems: list[str]) -> None:
+        """One check that passes when ``problems`` is empty, else one failure per problem."""
+        if not problems:
+            self.passed[invariant] += 1
+        self.failures += [f"{invariant}: {problem}" for problem in problems]
 
     @property
     def total(self) -> int:

@@ -26,6 +26,9 @@ FAST = {
     "SCP_OPERATOR_HOLD_RECHECK_INTERVAL": "1",
     "SCP_OPERATOR_CONFIRM_POLL_INTERVAL": "1",
     "SCP_OPERATOR_METRICS_PORT": "0",
+    # Each operator serves only its test's namespace, so its Lease (kube-system, named after that
+    # namespace) is its own; a short one lets a restart after SIGKILL take over within seconds.
+    "SCP_OPERATOR_LEASE_DURATION": "3",
 }
 
 

@@ -211,3 +211,78 @@ def test_the_crd_cascade_does_not_wait_for_a_blocked_objects_backoff(
     assert "stuck" in cascade_events(cluster)
     assert [c["status"] for c in emu.requests(method="DELETE")] == [409]
     assert emu.server(sid)["state"] == "ACTIVE"  # type: ignore[index]
+
+
+@pytest.fixture
+def operators(cluster: Cluster, emu: ThreadedEmulator) -> Iterator[list[OperatorProcess]]:
+    """Operator processes a test starts and stops itself (all stopped at teardown, before the
+    emulator and before the cluster fixture removes the CRD)."""
+    started: list[OperatorProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+def start_operator(
+    plane: ControlPlane, cluster: Cluster, emu: ThreadedEmulator, log: Path
+) -> OperatorProcess:
+    proc = OperatorProcess(
+        kubeconfig=plane.kubeconfig,
+        log_path=log,
+        namespaces=[cluster.ns],
+        env={**emu.scp_env(), **FAST},
+    )
+    proc.start()
+    return proc
+
+
+def test_a_crd_deleted_while_the_operator_is_down_finishes_deleting_when_it_starts(
+    plane: ControlPlane,
+    cluster: Cluster,
+    emu: ThreadedEmulator,
+    operators: list[OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "operator.log"
+    operators.append(start_operator(plane, cluster, emu, log))
+    servers = {name: emu.seed(name=name)["id"] for name in ("guarded", "kept", "doomed")}
+    cluster.create_vs(
+        "guarded", servers["guarded"], annotations={constants.PROTECTION_ANNOTATION: "true"}
+    )
+    cluster.create_vs("kept", servers["kept"], deletionPolicy="Orphan")
+    cluster.create_vs("doomed", servers["doomed"], deletionPolicy="Delete")
+    for name in servers:
+        wait_for(
+            lambda name=name: (
+                cluster.has_finalizer(name) and cluster.reason(name, "Ready") == "ServerFound"
+            ),
+            what=f"{name} held and observed",
+        )
+    operators[0].stop()
+
+    plane.kubectl("delete", "crd", constants.CRD_NAME, "--wait=false")
+    time.sleep(2)
+    crd = json.loads(plane.kubectl("get", "crd", constants.CRD_NAME, "-o", "json").stdout)
+    assert crd["metadata"].get("deletionTimestamp"), "the CRD should be terminating"
+    assert all(not gone(cluster, name) for name in servers), "finalizers hold every object"
+
+    started = time.monotonic()
+    operators.append(start_operator(plane, cluster, emu, log))
+    try:
+        wait_for(
+            lambda: plane.kubectl("get", "crd", constants.CRD_NAME, check=False).returncode != 0,
+            within=60,
+            what="the CRD to finish deleting once the operator runs",
+        )
+    finally:
+        assert emu.requests(method="DELETE") == [], "SCP saw a DELETE during the CRD cascade"
+    took = time.monotonic() - started
+    assert all(emu.server(sid)["state"] == "ACTIVE" for sid in servers.values())  # type: ignore[index]
+    crd_deleted = cascade_events(cluster)
+    for name in ("guarded", "doomed"):
+        assert name in crd_deleted, f"no CrdDeleted event for {name} ({took:.0f}s)"
+        assert crd_deleted[name]["type"] == "Warning"
+        assert f"WITHOUT deleting server {servers[name]}" in crd_deleted[name]["message"]
+    # the Orphan object says it went by its own policy (the table's first row) or by the cascade
+    assert "kept" in crd_deleted or "kept" in cascade_events(cluster, "Orphaned")
+    assert operators[-1].running, operators[-1].tail()

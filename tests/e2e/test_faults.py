@@ -1,8 +1,10 @@
 """Fault injection end to end: the invariants of design.md under faults, on a real control plane.
 
 One seeded run deletes a mix of VirtualServers (Delete and Orphan policies, protected ones,
-servers shared by two objects, locked servers unlocked later, locked ones let go with Orphan,
-ids SCP does not know, objects that are never deleted) while, at random moments:
+servers shared by two objects — in one namespace or across two, and a protected object sharing
+with a Delete one —, renames that create a new object for a server right as the old one is
+deleted, locked servers unlocked later, locked ones let go with Orphan, ids SCP does not know,
+objects that are never deleted) while, at random moments:
 
 - SCP misbehaves: latency with jitter, 500/502/503, 429 with ``Retry-After``, connection resets,
   requests that never answer, HTML error pages, garbage bodies — some *after* SCP has acted
@@ -12,10 +14,12 @@ ids SCP does not know, objects that are never deleted) while, at random moments:
 - the operator's connections to the API server (watch streams included) are reset.
 
 Then faults stop and every object is checked (see ``check_invariants``): no orphan, no wrong
-delete, no stuck object, no duplicate storms, no operator crash. The summary line names the seed;
-``SCP_FAULT_SEED=<seed>`` replays the same schedule of faults (what is injected, where and in which
-order; the timing of the processes under test is, of course, their own). ``SCP_FAULT_BUDGET=long``
-runs three times the objects for five minutes of faults (see docs/faults.md).
+delete (in particular, no DELETE ever reaches a server while an object naming it is live,
+protected or Orphan), no stuck object, no duplicate storms, no operator crash. The summary line
+names the seed; ``SCP_FAULT_SEED=<seed>`` replays the same schedule of faults (what is injected,
+where and in which order; the timing of the processes under test is, of course, their own).
+``SCP_FAULT_BUDGET=long`` runs three times the objects for five minutes of faults (see
+docs/faults.md).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import time
 import uuid
 from collections import Counter
@@ -40,12 +45,19 @@ from scp_operator import constants
 from scp_testenv import ControlPlane, KubectlError
 from scp_testenv.operator_process import OperatorProcess
 from tests.e2e import faults_support as fs
-from tests.e2e.faults_support import ROLES, Budget, Checks, Obj, Tally
-from tests.e2e.operator_fixtures import Cluster
+from tests.e2e.faults_support import (
+    NAMESPACE,
+    NAMESPACE_B,
+    NAMESPACES,
+    ROLES,
+    Budget,
+    Checks,
+    Obj,
+    Tally,
+)
 
 SEED = fs.seed_from_env(os.environ.get("SCP_FAULT_SEED"))
 BUDGET = Budget.from_env(os.environ.get("SCP_FAULT_BUDGET"))
-NAMESPACE = "faults"
 
 OPERATOR_ENV = {
     "SCP_OPERATOR_BACKOFF_BASE": "1",
@@ -120,18 +132,65 @@ def make_objects(rng: random.Random, emu: ThreadedEmulator, scale: int) -> list[
             sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))  # replayable ids
             if not role.missing:
                 emu.seed(id=sid, name=name, locked=role.locked)
-            if role.shared:
-                objs.append(Obj(f"{name}-a", role, sid, delete=True))
-                objs.append(Obj(f"{name}-b", role, sid, delete=role_name == "shared-both"))
+            if role.rename:
+                # the new name is created during the run, a moment before the old one goes
+                objs.append(Obj(f"{name}-old", role, sid, delete=True, hold="ServerShared"))
+                objs.append(Obj(f"{name}-new", role, sid, delete=False, later=True))
+            elif role.shared:
+                a = Obj(f"{name}-a", role, sid, delete=True, protected=role.protected_a)
+                b = Obj(
+                    f"{name}-b",
+                    role,
+                    sid,
+                    delete=role.both,
+                    namespace=NAMESPACE_B if role.cross_ns else NAMESPACE,
+                )
+                if role.protected_a:  # a protected sharer blocks even while terminating
+                    a.hold, b.hold = "DeletionProtected", "ServerShared"
+                elif not role.both:
+                    a.hold = "ServerShared"
+                objs += [a, b]
             else:
-                objs.append(Obj(name, role, sid, delete=role.deleted))
+                objs.append(
+                    Obj(
+                        name,
+                        role,
+                        sid,
+                        delete=role.deleted,
+                        protected=role.protected,
+                        hold="DeletionProtected" if role.protected else None,
+                    )
+                )
     return objs
+
+
+def manifest(o: Obj) -> dict[str, Any]:
+    """The VirtualServer of one object of the run."""
+    meta: dict[str, Any] = {"name": o.name, "namespace": o.namespace}
+    if o.protected:
+        meta["annotations"] = {constants.PROTECTION_ANNOTATION: "true"}
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND,
+        "metadata": meta,
+        "spec": {"serverId": o.server_id, "deletionPolicy": o.role.policy},
+    }
+
+
+def rename_pairs(objs: list[Obj]) -> list[tuple[Obj, Obj]]:
+    """(new, old) of every rename, in the order of ``objs``."""
+    by_name = {o.name: o for o in objs}
+    return [
+        (o, by_name[o.name.removesuffix("-new") + "-old"])
+        for o in objs
+        if o.role.rename and o.later
+    ]
 
 
 def make_schedule(rng: random.Random, objs: list[Obj], budget: Budget) -> list[Event]:
     """Every fault and deletion of the run, drawn from the seed before anything happens."""
     events: list[Event] = []
-    to_delete = [o.name for o in objs if o.delete]
+    to_delete = [o.name for o in objs if o.delete and not o.role.rename]
     rng.shuffle(to_delete)
     window = 0.6 * budget.chaos_seconds
     at_by_name = {name: rng.uniform(0, window) for name in to_delete}
@@ -140,6 +199,10 @@ def make_schedule(rng: random.Random, objs: list[Obj], budget: Budget) -> list[E
         batches.setdefault(round(at / 1.5) * 1.5, []).append(name)
     for at, names in batches.items():
         events.append(Event(at, "delete", {"names": sorted(names)}))
+    for new, old in rename_pairs(objs):
+        events.append(
+            Event(round(rng.uniform(0, window), 2), "rename", {"names": [new.name, old.name]})
+        )
     kinds, weights = zip(*EVENT_WEIGHTS.items(), strict=True)
     targets = [o for o in objs if o.delete and not o.role.missing]
     times: list[tuple[float, str]] = []
@@ -199,7 +262,6 @@ class Run:
         self.emu = emu
         self.operator = operator
         self.objs = {o.name: o for o in objs}
-        self.cluster = Cluster(plane, NAMESPACE)
         self.tally = Tally()
         self.unexpected_exits = 0
         self.skipped = 0
@@ -217,21 +279,46 @@ class Run:
                 time.sleep(0.5)
 
     def objects(self) -> dict[str, dict[str, Any]]:
-        out = self.kubectl("get", "scpvs", "-n", NAMESPACE, "-o", "json")
-        return {o["metadata"]["name"]: o for o in json.loads(out)["items"]}
+        out = self.kubectl("get", "scpvs", "--all-namespaces", "-o", "json")
+        return {
+            o["metadata"]["name"]: o
+            for o in json.loads(out)["items"]
+            if o["metadata"]["namespace"] in NAMESPACES
+        }
 
     def delete(self, names: list[str]) -> None:
-        now = time.time()
+        by_namespace: dict[str, list[str]] = {}
         for name in names:
-            self.objs[name].deleted_at = now
+            by_namespace.setdefault(self.objs[name].namespace, []).append(name)
+        for namespace, group in sorted(by_namespace.items()):
+            now = time.time()  # per call: a sharer in the other namespace goes later
+            for name in group:
+                self.objs[name].deleted_at = now
+            self.kubectl(
+                "delete", "scpvs", *group, "-n", namespace, "--wait=false", "--ignore-not-found"
+            )
+
+    def create(self, objs: list[Obj]) -> None:
+        now = time.time()
+        for o in objs:
+            o.created_at = now
+        items = [manifest(o) for o in objs]
         self.kubectl(
-            "delete", "scpvs", *names, "-n", NAMESPACE, "--wait=false", "--ignore-not-found"
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
         )
+
+    def rename(self, new: Obj, old: Obj) -> None:
+        """What Helm or ArgoCD do on a rename: create the new name, then prune the old one."""
+        self.create([new])
+        self.delete([old.name])
 
     def orphan(self, obj: Obj) -> None:
         """The owner's way out: patch Orphan (an object already gone cannot be patched)."""
         patch = json.dumps({"spec": {"deletionPolicy": "Orphan"}})
-        args = ("patch", "scpvs", obj.name, "-n", NAMESPACE, "--type=merge", "-p", patch)
+        args = ("patch", "scpvs", obj.name, "-n", obj.namespace, "--type=merge", "-p", patch)
         out = self.plane.kubectl(*args, check=False, timeout=30)
         if out.returncode != 0 and "NotFound" not in out.stderr:
             self.kubectl(*args)  # a real failure: retry (raises if it persists)
@@ -258,6 +345,10 @@ class Run:
         kind = event.kind
         if kind == "delete":
             self.delete(p["names"])
+            self.tally.events.append(event.describe())
+        elif kind == "rename":
+            new, old = (self.objs[name] for name in p["names"])
+            self.rename(new, old)
             self.tally.events.append(event.describe())
         elif kind == "scp-fault":
             spec = {k: v for k, v in p.items() if k not in ("label", "target")}
@@ -338,7 +429,7 @@ class Run:
             elapsed = time.monotonic() - started
             if event.at > elapsed:
                 time.sleep(event.at - elapsed)
-            elif elapsed > hard_stop and event.kind != "delete":
+            elif elapsed > hard_stop and event.kind not in ("delete", "rename"):
                 self.skipped += 1  # running late (restarts block): keep the run bounded
                 continue
             self.watch_operator()
@@ -353,6 +444,9 @@ class Run:
         self.emu.set_latency(0)
         fs.ensure_running(self.plane)
         self.watch_operator()
+        for new, old in rename_pairs(list(self.objs.values())):
+            if new.created_at is None:
+                self.rename(new, old)
         left = [o.name for o in self.objs.values() if o.delete and o.deleted_at is None]
         if left:
             self.delete(left)
@@ -371,7 +465,7 @@ class Run:
 
 
 def expected_gone(o: Obj) -> bool:
-    return o.delete and not o.role.protected and o.role.name != "shared-one"
+    return o.delete and o.hold is None
 
 
 def reason(obj: dict[str, Any] | None) -> str | None:
@@ -387,10 +481,8 @@ def settled(run: Run) -> Callable[[], bool]:
         for o in run.objs.values():
             if expected_gone(o) and o.name in present:
                 return False
-            if o.delete and not expected_gone(o):
-                want = "DeletionProtected" if o.role.protected else "ServerShared"
-                if reason(present.get(o.name)) != want:
-                    return False
+            if o.delete and o.hold is not None and reason(present.get(o.name)) != o.hold:
+                return False
         return True
 
     return check
@@ -405,6 +497,37 @@ def accepted(entry: dict[str, Any]) -> bool:
     if entry["verdict"] == "ok":
         return entry["status"] in (202, 404)
     return str(entry.get("detail") or "").startswith("processed (the API answered 202)")
+
+
+#: Slack (s) between the test's clock when it deleted an object and the emulator's log time.
+CLOCK_SLACK = 0.05
+
+
+def blocked_delete(entry: dict[str, Any], holders: list[Obj]) -> list[str]:
+    """Why this DELETE should never have been sent: the objects naming its server that were live
+    (created and not yet deleted), protected, or Orphan when it reached SCP. Empty: it was fine.
+
+    A deletion time is taken just before ``kubectl delete`` ran, so an object counts as deleted
+    from slightly before it really was: the check never blames the operator wrongly.
+    """
+    t = when(entry)
+    problems = []
+    for h in holders:
+        if h.created_at is None or h.created_at > t:
+            continue  # not created yet when the DELETE came
+        if h.protected:
+            why = "carries the deletion-protection annotation"
+        elif h.role.policy == "Orphan":
+            why = "has deletionPolicy Orphan"
+        elif h.deleted_at is None or h.deleted_at > t + CLOCK_SLACK:
+            why = "was live (not deleted yet)"
+        else:
+            continue
+        problems.append(
+            f"DELETE of server {entry['server_id']} at {t:.2f} (answer {entry['status']}) while "
+            f"{h.namespace}/{h.name} ({h.role.name}) {why}"
+        )
+    return problems
 
 
 def check_invariants(run: Run, deletes: list[dict[str, Any]]) -> Checks:
@@ -437,14 +560,7 @@ def check_invariants(run: Run, deletes: list[dict[str, Any]]) -> Checks:
             )
 
         # no wrong delete: protected, Orphan, still-present objects keep their servers
-        keep = (
-            o.role.protected
-            or o.role.policy == "Orphan"
-            or o.role.escape
-            or not o.delete
-            or o.role.name == "shared-one"
-        )
-        if keep:
+        if o.role.keeps:
             checks.check(
                 "no-wrong-delete",
                 not gone_in_scp and not any(accepted(c) for c in calls),
@@ -455,21 +571,12 @@ def check_invariants(run: Run, deletes: list[dict[str, Any]]) -> Checks:
                 checks.check(
                     "no-wrong-delete", not calls, f"{tag} ({o.role.name}) got {len(calls)} DELETEs"
                 )
-        if o.role.name == "shared-both" and calls:
-            last_deleted = max(h.deleted_at or 0.0 for h in holders[o.server_id])
-            first_call = min(when(c) for c in calls)
-            checks.check(
-                "no-wrong-delete",
-                first_call >= last_deleted - 0.05,
-                f"{tag}: DELETE {last_deleted - first_call:.2f}s before the last object naming "
-                f"the server was deleted",
-            )
 
         # no stuck object
         if expected_gone(o):
             checks.check("no-stuck", obj is None, f"{tag} ({o.role.name}) is still present")
         elif o.delete:
-            want = "DeletionProtected" if o.role.protected else "ServerShared"
+            want = o.hold
             checks.check(
                 "no-stuck",
                 obj is not None
@@ -490,14 +597,17 @@ def check_invariants(run: Run, deletes: list[dict[str, Any]]) -> Checks:
         for o in run.objs.values()
         if o.delete
         and o.role.policy == "Delete"
-        and not o.role.protected
-        and o.role.name != "shared-one"
+        and not o.protected
+        and (not o.role.keeps or o.role.escape)
     }
     for entry in deletes:
         checks.check(
             "no-wrong-delete",
             entry["server_id"] in allowed,
             f"DELETE for server {entry['server_id']}, which no deleted object named",
+        )
+        checks.check_all(
+            "no-wrong-delete", blocked_delete(entry, holders.get(entry["server_id"], []))
         )
 
     # no duplicate storms
@@ -534,7 +644,8 @@ def check_invariants(run: Run, deletes: list[dict[str, Any]]) -> Checks:
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
     with fs.private_control_plane() as cp:
-        cp.kubectl("create", "namespace", NAMESPACE)
+        for namespace in NAMESPACES:
+            cp.kubectl("create", "namespace", namespace)
         yield cp
 
 
@@ -565,7 +676,7 @@ def test_invariants_hold_under_faults(
         operator = OperatorProcess(
             kubeconfig=kubeconfig,
             log_path=tmp_path / "operator.log",
-            namespaces=[NAMESPACE],
+            namespaces=list(NAMESPACES),
             env={
                 "SCP_ENDPOINT": emu.url,
                 "SCP_ACCESS_KEY": emu.access_key,
@@ -576,30 +687,7 @@ def test_invariants_hold_under_faults(
         run = Run(plane, proxy, emu, operator, objs)
         try:
             operator.start(timeout=90)
-            items = [
-                {
-                    "apiVersion": constants.API_VERSION,
-                    "kind": constants.KIND,
-                    "metadata": {
-                        "name": o.name,
-                        **(
-                            {"annotations": {constants.PROTECTION_ANNOTATION: "true"}}
-                            if o.role.protected
-                            else {}
-                        ),
-                    },
-                    "spec": {"serverId": o.server_id, "deletionPolicy": o.role.policy},
-                }
-                for o in objs
-            ]
-            run.kubectl(
-                "apply",
-                "-n",
-                NAMESPACE,
-                "-f",
-                "-",
-                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-            )
+            run.create([o for o in objs if not o.later])
             assert fs_wait(
                 lambda: all(
                     constants.FINALIZER in (x["metadata"].get("finalizers") or [])
@@ -710,5 +798,11 @@ def test_a_seed_replays_the_same_objects_and_schedule() -> None:
     assert plan(SEED) == plan(SEED)
     assert plan(SEED) != plan(SEED + 1)
     objects, events = plan(SEED)
-    assert len(objects) == 41
-    assert {e.split()[1] for e in events} >= {*MANDATORY, "delete", "scp-fault"}
+    assert len(objects) == 57
+    assert {e.split()[1] for e in events} >= {*MANDATORY, "delete", "rename", "scp-fault"}
+    renames = [e for e in events if e.split()[1] == "rename"]
+    assert len(renames) == fs.MIX["rename"]
+    for line in renames:  # the new name is created first, then the old one deleted
+        new, old = re.findall(r"'([^']+)'", line)
+        assert new.endswith("-new")
+        assert old == new.removesuffix("-new") + "-old"

@@ -44,6 +44,8 @@ FAST_ENV = {
     "SCP_OPERATOR_CONFIRM_POLL_INTERVAL": "1",
     "SCP_OPERATOR_EVENT_REPEAT_INTERVAL": "3600",
     "SCP_OPERATOR_METRICS_PORT": "0",
+    # kmock serves no coordination.k8s.io Leases, and each test runs one in-process operator.
+    "SCP_OPERATOR_LEASE_NAME": "",
 }
 
 

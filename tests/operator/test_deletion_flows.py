@@ -32,10 +32,12 @@ async def test_202_deletes_the_server_and_releases_the_object(
     sid = emulator.state.add_server(name="web-1").id
     await create(k8s, "web-1", sid)
     await eventually(lambda: condition(k8s, "web-1", "Ready"), what="Ready condition")
-    assert obj(k8s, "web-1")["status"]["server"] == {
+    assert obj(k8s, "web-1")["status"]["server"] == {  # type: ignore[index]
         "name": "web-1",
-        "state": "ACTIVE",  # type: ignore[index]
+        "state": "ACTIVE",
         "locked": False,
+        "endpoint": emulator.url.rstrip("/"),  # where it was seen: a later 404 must come from here
+        "accountId": emulator.state.add_server.__self__.default_account_id(),  # type: ignore[attr-defined]
     }
     await delete(k8s, "web-1")
     await eventually(lambda: obj(k8s, "web-1") is None, what="object gone")

@@ -121,6 +121,7 @@ def test_a_404_from_a_key_of_another_account_is_not_evidence() -> None:
     assert gone_doubt(seen, Where(HERE.endpoint, "acc-2"), None) is not None
     assert gone_doubt(seen, Where(HERE.endpoint, "acc-1"), None) is None
     assert gone_doubt(seen, HERE, ("acc-2", "acc-1")) is None
+    assert gone_doubt(seen, HERE, ()) is None  # sees nothing: the account's last server
     unproven = gone_doubt(seen, HERE, None)
     assert unproven is not None
     assert "SCP_ACCOUNT_ID" in unproven.message

@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 import time
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -26,11 +28,11 @@ from scp_emulator.faults import GARBAGE_BODY, HTML_PAGE
 from scp_operator import settings
 from scp_operator.credentials import CredentialsProvider, CredentialsUnavailable
 from scp_operator.decision import Action, Situation, decide
-from scp_operator.scp.client import MAX_BODY, ScpClient, describe_body
+from scp_operator.scp.client import MAX_BODY, MAX_NAME, MAX_STATE, ScpClient, describe_body
 from scp_operator.scp.outcomes import MAX_DETAIL, Kind, Outcome
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
-BASE = "http://scp.test"
+BASE = "https://scp.test"  # plain http:// is refused for any host but loopback
 VERSIONS = {"versions": [{"id": "v1.3", "status": "CURRENT", "not_before": None}]}
 SECRET = "HOSTILE-S3CRET-4b1d"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -174,16 +176,25 @@ async def test_a_delete_is_never_redirected_to_another_url(tmp_path: Path) -> No
     assert not released(outcome)
 
 
-async def test_a_body_claiming_gzip_that_is_not_gzip_is_a_transport_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("status", "kind"), [(409, Kind.CONFLICT), (202, Kind.ACCEPTED)])
+async def test_a_body_claiming_gzip_that_is_not_gzip_keeps_the_status(
+    tmp_path: Path, status: int, kind: Kind
+) -> None:
+    """The status line arrived intact; only the body is unreadable. (This test used to expect a
+    transport error with no status, which would lose a 202's acceptance.)"""
     outcome = await delete(
         lambda r: httpx.Response(
-            409, content=b"not gzip at all", headers={"content-encoding": "gzip"}
+            status,
+            stream=httpx.ByteStream(b"not gzip at all"),
+            headers={"content-encoding": "gzip"},
         ),
         tmp_path,
     )
-    assert outcome.kind is Kind.UNAVAILABLE
-    assert outcome.status is None
-    assert not released(outcome)
+    assert outcome.kind is kind
+    assert outcome.status == status
+    assert released(outcome) == (status == 202)
+    if status != 202:
+        assert "compressed body is broken" in (outcome.detail or "")
 
 
 @pytest.mark.parametrize(
@@ -620,3 +631,124 @@ async def test_a_retry_after_with_a_superscript_digit_keeps_the_status(
     assert outcome.status == status
     assert outcome.retry_after is None
     assert released(outcome) == (status == 202)
+
+
+# --- hostile server fields ----------------------------------------------------------------------
+
+
+async def test_a_huge_server_name_and_state_are_bounded_and_stripped_of_control_characters(
+    tmp_path: Path,
+) -> None:
+    """A name or state of up to a megabyte must not reach the object's status and messages."""
+    hostile = {
+        "id": SID,
+        "name": "web\x1b[31m\n\x00" + "n" * 900_000,
+        "state": "ACTIVE\r\n" + "s" * 50_000,
+        "locked": True,
+    }
+    outcome = await get(lambda r: httpx.Response(200, json=hostile), tmp_path)
+    assert outcome.kind is Kind.FOUND
+    seen = describe_body(outcome.body)
+    assert seen["locked"] is True
+    name, state = seen["name"], seen["state"]
+    assert len(name) == MAX_NAME
+    assert name.startswith("web[31mn")
+    assert name.endswith("…")
+    assert len(state) == MAX_STATE
+    assert state.startswith("ACTIVEsss")
+    assert state.endswith("…")
+    for text in (name, state):
+        assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
+def test_short_server_fields_are_kept_as_they_are() -> None:
+    body = {"name": "web-1 (prod)", "state": "SHUTOFF", "locked": False}
+    assert describe_body(body) == body
+    exact = {"name": "n" * MAX_NAME, "state": "s" * MAX_STATE, "locked": None}
+    assert describe_body(exact) == exact
+
+
+# --- compressed bodies --------------------------------------------------------------------------
+
+
+def compressed(size: int, wbits: int) -> bytes:
+    """``size`` zero bytes, compressed without ever holding them all."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = bytes(1 << 20)
+    parts = [packer.compress(block) for _ in range(size // len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    return compressed(200 * 1_048_576, zlib.MAX_WBITS | 16)  # 200 MB of zeros, ~200 kB
+
+
+@pytest.mark.parametrize(("status", "kind"), [(409, Kind.CONFLICT), (202, Kind.ACCEPTED)])
+async def test_a_gzip_bomb_keeps_its_status_and_never_inflates_past_the_cap(
+    tmp_path: Path, gzip_bomb: bytes, status: int, kind: Kind
+) -> None:
+    """Inflated whole (as httpx's decoder does chunk by chunk), this body is 200 MB."""
+    assert len(gzip_bomb) < 1_000_000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status,
+            stream=httpx.ByteStream(gzip_bomb),
+            headers={"content-encoding": "gzip", "content-type": "application/json"},
+        )
+
+    tracemalloc.start()
+    try:
+        outcome = await delete(handler, tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert outcome.kind is kind
+    assert outcome.status == status
+    assert peak < 20 * 1_048_576, f"peak {peak / 1_048_576:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    ("coding", "wbits"),
+    [("gzip", zlib.MAX_WBITS | 16), ("deflate", zlib.MAX_WBITS), ("deflate", -zlib.MAX_WBITS)],
+    ids=["gzip", "zlib-deflate", "raw-deflate"],
+)
+async def test_a_compressed_answer_sent_anyway_is_still_read(
+    tmp_path: Path, coding: str, wbits: int
+) -> None:
+    """The client asks for identity; a server that compresses anyway is still understood."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    detail = b'{"errors":[{"detail":"Cannot terminate a locked server"}]}'
+    body = packer.compress(detail) + packer.flush()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(
+            409, stream=httpx.ByteStream(body), headers={"content-encoding": coding}
+        )
+
+    outcome = await delete(handler, tmp_path)
+    assert (outcome.kind, outcome.detail) == (Kind.CONFLICT, "Cannot terminate a locked server")
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "gzip, br", "compress", "x-hostile"])
+@pytest.mark.parametrize(
+    ("method", "status", "kind"),
+    [("DELETE", 202, Kind.ACCEPTED), ("DELETE", 409, Kind.CONFLICT), ("GET", 200, Kind.REJECTED)],
+)
+async def test_a_body_in_an_encoding_the_operator_does_not_read_keeps_the_status(
+    tmp_path: Path, coding: str, method: str, status: int, kind: Kind
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status,
+            stream=httpx.ByteStream(b"\x8b\x00 opaque"),
+            headers={"content-encoding": coding},
+        )
+
+    outcome = await (delete if method == "DELETE" else get)(answer, tmp_path)
+    assert outcome.kind is kind
+    assert outcome.status == status
+    if kind is not Kind.ACCEPTED:
+        assert "Content-Encoding" in (outcome.detail or "")

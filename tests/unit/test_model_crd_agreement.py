@@ -92,7 +92,12 @@ def test_spec_constraints_agree(schema: dict[str, Any]) -> None:
     assert spec["deletionPolicy"]["default"] == DeletionPolicy.DELETE.value
     assert VirtualServerSpec.model_fields["deletion_policy"].default is DeletionPolicy.DELETE
     rules = [v["rule"] for v in spec["serverId"]["x-kubernetes-validations"]]
-    assert rules == ["self == oldSelf"]
+    # immutable, and lower case only (the shared-server guard's field selector is exact); the
+    # model reads any spelling of an older object in the same canonical lower case
+    assert rules == ["self == oldSelf", "self == self.lowerAscii()"]
+    upper = "2A9BE312-5D4B-4BC8-B2AE-35100FA9241F"
+    assert VirtualServerSpec.model_validate({"serverId": upper}).server_id == upper.lower()
+    assert schema["properties"]["spec"]["properties"]["serverId"]["pattern"] == UUID_PATTERN
 
 
 def test_every_field_is_described_for_kubectl_explain(schema: dict[str, Any]) -> None:

@@ -63,3 +63,72 @@ def test_endpoint_override_and_version_prefixes(
     loaded = settings.load()
     assert loaded.scp.service_url("kr-east1") == "http://127.0.0.1:9"
     assert loaded.scp.api_version == "1.2"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "stored"),
+    [
+        ("https://SCP.Example.com", "https://scp.example.com"),
+        ("https://scp.example.com:443/", "https://scp.example.com"),
+        ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ("http://127.0.0.1:80", "http://127.0.0.1"),
+    ],
+)
+def test_an_endpoint_is_kept_in_the_form_that_is_sent(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, stored: str
+) -> None:
+    monkeypatch.setenv("SCP_ENDPOINT", endpoint)
+    assert settings.load().scp.service_url() == stored
+
+
+@pytest.mark.parametrize("endpoint", ["http://scp.example.com", "http://10.1.2.3:8080/scp"])
+def test_a_plain_http_endpoint_for_another_machine_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    monkeypatch.setenv("SCP_ENDPOINT", endpoint)
+    with pytest.raises(settings.SettingsError, match=r"^SCP_ENDPOINT: .*use https://"):
+        settings.load()
+
+
+def test_an_endpoint_with_a_password_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCP_ENDPOINT", "https://user:TOPSECRET-pw@scp.example.com")
+    with pytest.raises(settings.SettingsError, match=r"^SCP_ENDPOINT: ") as info:
+        settings.load()
+    assert "TOPSECRET" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "account_id",
+    ["acc\u00e9123", "\u200b0e5a9ad5", "0e5a 9ad5", "0e5a\t9ad5", "0e5a\x7f"],
+    ids=["accented", "zero-width-space", "inner-space", "tab", "delete"],
+)
+def test_an_account_id_http_cannot_carry_is_refused_naming_scp_account_id(
+    monkeypatch: pytest.MonkeyPatch, account_id: str
+) -> None:
+    """It goes into a header: a non-ASCII or control character would fail every call."""
+    monkeypatch.setenv("SCP_ACCOUNT_ID", account_id)
+    with pytest.raises(settings.SettingsError) as info:
+        settings.load()
+    assert str(info.value).startswith("SCP_ACCOUNT_ID: ")
+    assert account_id not in str(info.value)
+
+
+@pytest.mark.parametrize("account_id", ["acc\x00id", "acc\nid", "\u00fc"])
+def test_an_account_id_with_control_characters_is_refused_by_the_model_too(
+    account_id: str,
+) -> None:
+    """Characters no environment variable can hold still fail validation (e.g. from a file)."""
+    with pytest.raises(settings.ValidationError) as info:
+        settings.ScpSettings(account_id=account_id)
+    assert settings._explain(info.value, "SCP_").startswith("SCP_ACCOUNT_ID: ")
+
+
+def test_an_account_id_is_stripped_and_an_empty_one_is_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCP_ACCOUNT_ID", " 0e5a9ad5c1a14c2f8f4a6a7d3b2c1e00\n")
+    assert settings.load().scp.account_id == "0e5a9ad5c1a14c2f8f4a6a7d3b2c1e00"
+    monkeypatch.setenv("SCP_ACCOUNT_ID", "")
+    assert settings.load().scp.account_id == ""

@@ -101,3 +101,16 @@ app.kubernetes.io/part-of: scp-operator
 - {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The Lease this release's operator takes (SCP_OPERATOR_LEASE_NAME is lease.name; the
+     operator derives the same name from its --namespace flags, see scp_operator/lease.py):
+     lease.name when serving all namespaces, else lease.name-ns-<first 10 hex of the SHA-256 of
+     the sorted namespaces joined by commas>. */}}
+{{- define "scp-operator.leaseName" -}}
+{{- $namespaces := include "scp-operator.watchNamespaces" . | fromJsonArray }}
+{{- if $namespaces }}
+{{- printf "%s-ns-%s" .Values.lease.name ($namespaces | sortAlpha | join "," | sha256sum | trunc 10) }}
+{{- else }}
+{{- .Values.lease.name }}
+{{- end }}
+{{- end }}

@@ -8,10 +8,12 @@ not expect. Retrying is not done here: the decision layer owns the schedule.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,16 @@ from scp_operator.scp.outcomes import Kind, Outcome
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000
+MAX_NAME = 255  # longest server name kept for status and messages
+MAX_STATE = 64  # longest server state kept
+
+# Asked on every request: a compressed answer would be inflated before any size cap applies
+# (a few hundred kB of gzip can hold hundreds of MB). Not part of SCP's signature.
+ACCEPT_ENCODING = "identity"
+
+
+class UnreadableBody(Exception):
+    """An answer's body cannot be read (unknown or broken encoding); its status still counts."""
 
 
 class ScpClient:
@@ -66,25 +78,62 @@ class ScpClient:
             transport=transport,
             trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, SSL_CERT_FILE
             follow_redirects=False,  # a redirect would change the signed URL: treat as rejected
+            headers={"Accept-Encoding": ACCEPT_ENCODING},
         )
 
     async def aclose(self) -> None:
         """Close pooled connections."""
         await self._http.aclose()
 
-    def server_url(self, server_id: str, region: str | None = None) -> str:
-        """``{base}/v1/servers/{id}``, built so the gateway accepts it."""
-        return endpoints.build_url(self._base_url(region), "v1", "servers", server_id)
+    def base_url(self, region: str | None = None) -> str:
+        """The base URL a call for ``region`` (None: the default region) goes to.
 
-    async def delete_server(self, server_id: str, region: str | None = None) -> Outcome:
+        In the exact form httpx sends (see ``endpoints.normalise_base``). Raises
+        :class:`endpoints.EndpointError` for a region the environment lacks; the calls below turn
+        that into a REJECTED outcome instead.
+        """
+        return endpoints.normalise_base(self._base_url(region))
+
+    def server_url(self, server_id: str, region: str | None = None) -> str:
+        """``{base}/v1/servers/{id}``, built so the gateway accepts it.
+
+        The id is sent in lower case, the canonical spelling of a UUID: an id typed in upper
+        case names the same server, and one spelling keeps logs, signatures and caches agreeing.
+        """
+        return endpoints.build_url(self.base_url(region), "v1", "servers", server_id.lower())
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one slot of the request limiter for the duration of the block.
+
+        For a caller that must do a last check (a Kubernetes read) after it has a slot and right
+        before the DELETE goes out, with no wait in between: inside the block, call
+        ``delete_server(..., slot_held=True)`` so the client does not queue for a second slot
+        (which, with every slot held by such callers, would deadlock).
+        """
+        async with self._limiter:
+            yield
+
+    async def delete_server(
+        self, server_id: str, region: str | None = None, *, slot_held: bool = False
+    ) -> Outcome:
         """``DELETE /v1/servers/{id}``: 202 accepted, 404 gone, 409 conflict, ...
 
         A 404 releases a finalizer, so it is trusted only from an endpoint that has proven to be
         SCP's virtualserver service (its root served a version list); otherwise a mistyped
         ``SCP_ENDPOINT`` pointing at any web server would let every object go with its server.
+
+        ``slot_held``: the caller already holds a limiter slot (see :meth:`slot`); take none.
+        A region without an endpoint is REJECTED without a call.
         """
-        outcome = await self._signed("DELETE", self.server_url(server_id, region))
-        if outcome.kind is Kind.GONE and not await self.verify_endpoint(region):
+        try:
+            url = self.server_url(server_id, region)
+        except endpoints.EndpointError as exc:
+            return Outcome(Kind.REJECTED, None, str(exc))
+        outcome = await self._signed("DELETE", url, slot_held=slot_held)
+        if outcome.kind is Kind.GONE and not await self.verify_endpoint(
+            region, slot_held=slot_held
+        ):
             return Outcome(
                 Kind.REJECTED,
                 404,
@@ -95,14 +144,25 @@ class ScpClient:
 
     async def get_server(self, server_id: str, region: str | None = None) -> Outcome:
         """``GET /v1/servers/{id}``: FOUND with the server as ``body``, or why not."""
-        outcome = await self._signed("GET", self.server_url(server_id, region))
+        try:
+            url = self.server_url(server_id, region)
+        except endpoints.EndpointError as exc:
+            return Outcome(Kind.REJECTED, None, str(exc))
+        outcome = await self._signed("GET", url)
         if outcome.kind is Kind.GONE and not await self.verify_endpoint(region):
             return Outcome(Kind.REJECTED, 404, "404 from an unverified endpoint")
         return outcome
 
     async def list_servers_probe(self, region: str | None = None) -> Outcome:
-        """A cheap signed read (``GET /v1/servers?limit=1``) to prove keys and clock."""
-        url = endpoints.build_url(self._base_url(region), "v1", "servers", query={"limit": "1"})
+        """A cheap signed read (``GET /v1/servers?limit=1``) to prove keys and clock.
+
+        Goes to ``region``'s endpoint (None: the default region). A FOUND outcome carries the
+        answer as ``body`` (``{"servers": [...]}``, at most one server).
+        """
+        try:
+            url = endpoints.build_url(self.base_url(region), "v1", "servers", query={"limit": "1"})
+        except endpoints.EndpointError as exc:
+            return Outcome(Kind.REJECTED, None, str(exc))
         return await self._signed("GET", url)
 
     @property
@@ -110,12 +170,27 @@ class ScpClient:
         """The provider this client signs with."""
         return self._credentials
 
-    async def list_versions(self, region: str | None = None) -> dict[str, versions.ApiVersion]:
-        """The service root's live version list (unsigned); raises ValueError when unreadable."""
-        url = self._base_url(region) + "/"
+    async def list_versions(
+        self, region: str | None = None, *, slot_held: bool = False
+    ) -> dict[str, versions.ApiVersion]:
+        """The service root's live version list (unsigned); raises ValueError when unreadable.
+
+        ``slot_held``: the caller already holds a limiter slot; take none.
+        """
+        base = self.base_url(region)  # EndpointError is a ValueError too
+        url = base + "/"
         try:
-            async with self._limiter, asyncio.timeout(self._deadline):
-                response = await self._http.get(url, headers={"Accept-Language": self._language})
+            async with self._slot_unless(slot_held), asyncio.timeout(self._deadline):
+                request = self._http.build_request(
+                    "GET", url, headers={"Accept-Language": self._language}
+                )
+                response = await self._http.send(request, stream=True)
+                try:
+                    content = await _read_capped(response)
+                except UnreadableBody as exc:
+                    raise ValueError(f"{url}: {exc}") from None
+                finally:
+                    await response.aclose()
         except (httpx.HTTPError, TimeoutError) as exc:
             metrics.SCP_REQUESTS.labels("GET", "error").inc()
             words = (
@@ -128,31 +203,43 @@ class ScpClient:
         if response.status_code != 200:
             raise ValueError(f"{url} answered {response.status_code}")
         try:
-            table = versions.parse_version_list(outcomes.parse_json(response.content))
+            table = versions.parse_version_list(outcomes.parse_json(content))
         except ValueError as exc:
             raise ValueError(f"{url}: {exc}") from None
-        self._verified.add(self._base_url(region))
+        self._verified.add(base)
         return table
 
-    async def verify_endpoint(self, region: str | None = None) -> bool:
+    async def verify_endpoint(self, region: str | None = None, *, slot_held: bool = False) -> bool:
         """Whether the region's endpoint is SCP's (cached once proven)."""
-        if self._base_url(region) in self._verified:
-            return True
         try:
-            await self.list_versions(region)
+            if self.base_url(region) in self._verified:
+                return True
+            await self.list_versions(region, slot_held=slot_held)
         except ValueError as exc:
             logger.warning("SCP endpoint not verified: %s", exc)
             return False
         return True
 
-    async def _signed(self, method: str, url: str) -> Outcome:
+    def _slot_unless(self, slot_held: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """The limiter, or nothing when the caller already holds a slot (see :meth:`slot`)."""
+        if slot_held:
+            return contextlib.nullcontext()
+        return self._limiter
+
+    async def _signed(self, method: str, url: str, *, slot_held: bool = False) -> Outcome:
+        """One signed call, as an outcome; never raises for anything the network sends.
+
+        ``slot_held``: the caller holds a limiter slot already, so the only await between the
+        caller's last check and the request going out is the send itself.
+        """
         try:
             creds = self._credentials.get()
         except CredentialsUnavailable as exc:
             return Outcome(Kind.NO_CREDENTIALS, None, str(exc))
         started = time.monotonic()
+        note: str | None = None
         try:
-            async with self._limiter, asyncio.timeout(self._deadline):
+            async with self._slot_unless(slot_held), asyncio.timeout(self._deadline):
                 metrics.SCP_IN_FLIGHT.inc()
                 try:
                     # Signed inside the limiter, so a request that waited is not sent stale.
@@ -166,12 +253,24 @@ class ScpClient:
                         language=self._language,
                         clock=self._clock,
                     )
-                    request = self._http.build_request(method, url, headers=headers)
+                    try:
+                        request = self._http.build_request(method, url, headers=headers)
+                    except UnicodeEncodeError:
+                        # Keys are checked by the credentials provider; what is left is the
+                        # account id (settings refuse such a value; a client built otherwise
+                        # might not). The value is not echoed.
+                        return Outcome(
+                            Kind.REJECTED,
+                            None,
+                            "SCP_ACCOUNT_ID holds characters an HTTP header cannot carry",
+                        )
                     if str(request.url) != url:  # what is signed must be exactly what is sent
                         return Outcome(Kind.REJECTED, None, "internal: URL changed after signing")
                     response = await self._http.send(request, stream=True)
                     try:
-                        content = await _read_capped(response)
+                        content: bytes | None = await _read_capped(response)
+                    except UnreadableBody as exc:
+                        content, note = None, str(exc)
                     finally:
                         await response.aclose()
                 finally:
@@ -185,26 +284,116 @@ class ScpClient:
         finally:
             metrics.SCP_LATENCY.labels(method).observe(time.monotonic() - started)
         metrics.SCP_REQUESTS.labels(method, str(response.status_code)).inc()
-        outcome = outcomes.from_response(
-            method=method,
-            status=response.status_code,
-            content=content,
-            headers={k.lower(): v for k, v in response.headers.items()},
-        )
+        outcome = _to_outcome(method, response, content, note)
         logger.debug("SCP %s %s -> %s", method, url, outcome.describe())
         return outcome
 
 
+def _to_outcome(
+    method: str, response: httpx.Response, content: bytes | None, note: str | None
+) -> Outcome:
+    """A real answer as an outcome; if that fails for any reason, the status alone decides.
+
+    The status line is the reliable part: a 202 to a DELETE must stay an acceptance (and a 404
+    a GONE) whatever a bug or a hostile header or body does to the rest.
+    """
+    status = response.status_code
+    try:
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        if content is None:
+            return outcomes.from_status(method=method, status=status, headers=headers, note=note)
+        return outcomes.from_response(
+            method=method, status=status, content=content, headers=headers
+        )
+    except Exception as exc:  # deliberately total: see the docstring
+        logger.warning(
+            "SCP answered %s %s with something the operator could not read (%s); "
+            "going by the status alone",
+            method,
+            status,
+            type(exc).__name__,
+        )
+        return outcomes.from_status(method=method, status=status, note=note)
+
+
 async def _read_capped(response: httpx.Response) -> bytes:
-    """Read at most ``MAX_BODY`` bytes: a huge error page must not eat the operator's memory."""
+    """Read at most ``MAX_BODY`` decoded bytes: a huge error page must not eat the memory.
+
+    The raw stream is read and inflated here, not by httpx: httpx inflates each compressed chunk
+    whole before a caller sees it, so a small gzip bomb would become hundreds of MB before any
+    cap applied. Here ``zlib`` is told the most it may produce, so no more than ``MAX_BODY + 1``
+    decoded bytes ever exist. The client asks for ``identity``; gzip and deflate are still read
+    when a server sends them anyway. Raises :class:`UnreadableBody` for any other encoding or a
+    broken compressed stream (the status still counts).
+    """
+    if response.is_stream_consumed:
+        # Already read in full and decoded by httpx (a response built with ``content=``, as
+        # test doubles are): nothing raw is left to read, and nothing more to save.
+        return response.content[:MAX_BODY]
+    inflater = _inflater(response.headers.get("content-encoding", ""))
     chunks: list[bytes] = []
+    budget = MAX_BODY + 1
     size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY:
+    async for raw in response.aiter_raw():
+        if inflater is None:
+            chunks.append(raw)
+            size += len(raw)
+        else:
+            size += inflater.feed(raw, budget - size, chunks)
+        if size >= budget or (inflater is not None and inflater.eof):
             break
     return b"".join(chunks)[:MAX_BODY]
+
+
+def _inflater(content_encoding: str) -> _Inflater | None:
+    """The decoder for a ``Content-Encoding`` value: None for identity, else gzip or deflate."""
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        return _Inflater(codings[0])
+    raise UnreadableBody("its body came in a Content-Encoding the operator does not read")
+
+
+class _Inflater:
+    """Incremental, bounded gzip/deflate decoding with ``zlib.decompressobj``.
+
+    "deflate" is zlib-wrapped by the standard, but some servers send raw deflate: like httpx,
+    fall back to raw when the first bytes are not a zlib header.
+    """
+
+    def __init__(self, coding: str) -> None:
+        self._raw_fallback = coding == "deflate"
+        wbits = zlib.MAX_WBITS if coding == "deflate" else zlib.MAX_WBITS | 16
+        self._zlib = zlib.decompressobj(wbits)
+        self._fed = False
+
+    @property
+    def eof(self) -> bool:
+        """The compressed stream has ended; anything after it is ignored."""
+        return self._zlib.eof
+
+    def feed(self, data: bytes, limit: int, out: list[bytes]) -> int:
+        """Inflate ``data`` into ``out``, at most ``limit`` bytes; returns how many were added."""
+        added = 0
+        while data and added < limit and not self._zlib.eof:
+            try:
+                piece = self._zlib.decompress(data, limit - added)
+            except zlib.error:
+                if not (self._raw_fallback and not self._fed):
+                    raise UnreadableBody("its compressed body is broken") from None
+                self._raw_fallback = False
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                continue
+            self._fed = True
+            tail = self._zlib.unconsumed_tail
+            if not piece and tail == data:  # no progress: never spin
+                break
+            out.append(piece)
+            added += len(piece)
+            data = tail
+        return added
 
 
 def _transport_words(exc: httpx.HTTPError) -> str:
@@ -239,11 +428,29 @@ def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
 
 
 def describe_body(body: dict[str, Any] | None) -> dict[str, Any]:
-    """The observation fields we keep from a server object."""
+    """The observation fields we keep from a server object.
+
+    ``name`` and ``state`` come from SCP (or whatever answers in its place) and end up in the
+    object's status, conditions, events and logs: they are bounded (a name of at most
+    ``MAX_NAME`` characters, a state of at most ``MAX_STATE``, an ellipsis where cut) and ASCII
+    control characters are removed, so a hostile answer can neither bloat the object (a body
+    may hold 1 MB) nor forge lines in a log or terminal. Values of the wrong type are unknown
+    (None).
+    """
     body = body or {}
     locked = body.get("locked")
     return {
-        "name": body.get("name") if isinstance(body.get("name"), str) else None,
-        "state": body.get("state") if isinstance(body.get("state"), str) else None,
+        "name": _bounded(body.get("name"), MAX_NAME),
+        "state": _bounded(body.get("state"), MAX_STATE),
         "locked": locked if isinstance(locked, bool) else None,
     }
+
+
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F])  # str.translate table: delete ASCII controls
+
+
+def _bounded(value: Any, limit: int) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = value.translate(_CONTROL)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

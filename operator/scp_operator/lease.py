@@ -1,0 +1,747 @@
+"""One operator instance at a time, enforced by a ``coordination.k8s.io/v1`` Lease.
+
+Why: the chart runs one replica with ``--standalone`` (no Kopf peering), but nothing stopped a
+second instance — ``scp-operator run`` started by hand, or a second Helm release. Two instances
+mean two blast-radius budgets, and a copy pointed at another SCP endpoint answers 404 for every
+server and releases objects whose servers still exist. So an instance takes a Lease before it
+handles anything, keeps renewing it, and gives it back when it stops; a second instance waits,
+and says in its log which instance it waits for and why.
+
+The rules, in the order they matter:
+
+* **Scope.** Cluster-wide instances share the Lease ``<name>``. An instance that watches only some
+  namespaces (Kopf's ``--namespace``) uses ``<name>-ns-<hash of its namespaces>``
+  (:func:`effective_lease_name`), so instances serving different namespaces can coexist while two
+  copies of the same one cannot. The Lease lives in one fixed namespace (``kube-system`` by
+  default), so releases installed in different namespaces still meet there.
+* **Taking it.** Only when it does not exist, is held by nobody, or has expired
+  (:func:`is_expired`). Every write carries the ``resourceVersion`` that was read, so when two
+  instances race, the API server lets one win and answers 409 to the other, which reads again.
+* **Expiry, and clocks.** A Lease's ``renewTime`` is written by its holder's clock, and hosts
+  disagree about the time. Two independent proofs count: the Lease has not changed for a whole
+  ``leaseDurationSeconds`` as measured by this process's own monotonic clock while it watched
+  (no clock comparison at all — what client-go's leader election does), or ``renewTime`` plus the
+  duration plus a skew tolerance lies in the past. For the latter both sides use the API server's
+  clock as estimated from its ``Date`` headers (:class:`ServerClock`), so a host whose clock is
+  minutes off neither steals a live Lease nor writes times that make its own look stale.
+* **Keeping it.** Renewed every third of the duration. The keeper gives up (calls ``on_lost``,
+  which in the operator stops the process) when another holder shows up, when the Lease is
+  deleted, or when renewals have failed for two thirds of the duration: the last third is the
+  time the process has to stop before a waiting instance may take over. A renewal that is merely
+  late (a busy event loop) but succeeds proves that nobody took over — a takeover would have
+  changed the ``resourceVersion`` — so lateness alone never stops the operator.
+* **Giving it back.** On a clean stop the holder clears ``holderIdentity`` (guarded by its
+  ``resourceVersion``, so it never clears someone else's), and the next instance starts at once.
+
+The official ``kubernetes`` client is synchronous; every call runs in a worker thread with a
+request timeout shorter than the renewal interval. Nothing here logs credentials: only HTTP
+statuses and the API server's own messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from scp_operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+#: The reason a waiting instance gives, verbatim in its log.
+WHY_WAITING = (
+    "another scp-operator instance holds it; this one waits until it stops or its lease expires"
+)
+#: A waiting instance repeats its explanation at most this often (seconds).
+WAIT_LOG_INTERVAL = 30.0
+#: ``Date`` headers have one-second resolution: a smaller apparent offset is no offset.
+DATE_RESOLUTION = 1.0
+#: Seconds a released Lease claims to last (what client-go writes on release).
+RELEASED_DURATION = 1
+
+
+# ---- names and identity ----------------------------------------------------------------------
+
+
+def normalise_namespaces(patterns: Iterable[str]) -> list[str]:
+    """Kopf namespace patterns as one sorted, de-duplicated list of comma-separated parts.
+
+    ``--namespace=a,b`` and ``--namespace=b --namespace=a`` serve the same objects and must name
+    the same Lease. Sorting also reorders Kopf's order-sensitive ``!`` exclusions; that can only
+    make two different scopes share a Lease (one of them waits), never give one scope two.
+    """
+    parts = {p.strip() for pattern in patterns for p in pattern.split(",")}
+    return sorted(p for p in parts if p)
+
+
+def effective_lease_name(name: str, namespaces: Iterable[str]) -> str:
+    """The Lease an instance takes: ``name`` cluster-wide, else ``name-ns-<10 hex>``.
+
+    The suffix is the start of the SHA-256 of the normalised namespace list joined by commas; the
+    Helm chart computes the same (``sortAlpha | join "," | sha256sum | trunc 10``) to grant
+    ``get``/``update`` on exactly this name.
+    """
+    normalised = normalise_namespaces(namespaces)
+    if not normalised:
+        return name
+    digest = hashlib.sha256(",".join(normalised).encode()).hexdigest()[:10]
+    return f"{name}-ns-{digest}"
+
+
+def watched_namespaces(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The namespace patterns ``kopf run`` was given in ``argv`` (empty: cluster-wide).
+
+    Kopf does not tell startup handlers which namespaces it serves, so they are read from the
+    command line with Kopf's own option parser (``-n``/``--namespace`` in all their spellings),
+    plus Kopf's legacy ``KOPF_RUN_NAMESPACE`` variable. Everything before the ``run`` subcommand
+    (``scp-operator``, ``python -m scp_operator``) is skipped.
+    """
+    import kopf.cli
+
+    argv = list(sys.argv if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    args = argv[argv.index("run", 1) + 1 :] if "run" in argv[1:] else []
+    context = kopf.cli.run.make_context("run", args, resilient_parsing=True)
+    patterns = [str(p) for p in context.params.get("namespaces") or ()]
+    if environ.get("KOPF_RUN_NAMESPACE"):
+        patterns.append(environ["KOPF_RUN_NAMESPACE"])
+    return normalise_namespaces(patterns)
+
+
+def make_identity(
+    hostname: str | None = None, pid: int | None = None, token: str | None = None
+) -> str:
+    """``<hostname>/<pid>/<6 hex>``: the pod (its hostname), the process, and this start.
+
+    The random part tells a restarted process (same pod, maybe the same pid) from the one before
+    it, so a new process never mistakes the Lease of a killed predecessor for its own.
+    """
+    hostname = hostname if hostname is not None else socket.gethostname()
+    pid = pid if pid is not None else os.getpid()
+    token = token if token is not None else secrets.token_hex(3)
+    return f"{hostname}/{pid}/{token}"
+
+
+def stop_process() -> None:
+    """SIGTERM to this process: Kopf stops handling, runs its cleanup hooks, and exits.
+
+    What the operator does when it loses its Lease: another instance may be about to handle the
+    same objects, so this one must stop, and Kubernetes restarts the pod, which then waits.
+    """
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+# ---- the Lease record, times and expiry ------------------------------------------------------
+
+
+def parse_micro_time(value: object) -> float | None:
+    """A Kubernetes ``MicroTime`` (RFC 3339) as seconds since the epoch; None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
+
+def micro_time(epoch: float) -> datetime.datetime:
+    """Seconds since the epoch as an aware UTC datetime, as the API client serialises it.
+
+    The client writes ``datetime.isoformat()``, which drops a zero fraction, but the API server
+    parses ``MicroTime`` with a mandatory six-digit fraction; a whole second is nudged by 1 µs.
+    """
+    value = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return value if value.microsecond else value.replace(microsecond=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseRecord:
+    """What a Lease says, as read from the API server."""
+
+    namespace: str
+    name: str
+    holder: str
+    duration: int | None
+    renew_time: float | None
+    acquire_time: float | None
+    transitions: int
+    resource_version: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> LeaseRecord:
+        """From the Lease's JSON (``metadata`` and ``spec``)."""
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        duration = spec.get("leaseDurationSeconds")
+        return cls(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            holder=str(spec.get("holderIdentity") or ""),
+            duration=duration if isinstance(duration, int) and duration > 0 else None,
+            renew_time=parse_micro_time(spec.get("renewTime")),
+            acquire_time=parse_micro_time(spec.get("acquireTime")),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            resource_version=str(meta.get("resourceVersion") or ""),
+        )
+
+
+def is_expired(
+    record: LeaseRecord,
+    *,
+    server_now: float,
+    unchanged_for: float,
+    tolerance: float,
+    default_duration: float,
+) -> bool:
+    """Whether ``record`` may be taken over.
+
+    It may when nobody holds it, or when its holder has certainly stopped renewing:
+
+    * ``unchanged_for`` — how long this process has watched the Lease without seeing it change
+      (its own monotonic clock) — exceeds the Lease's duration: a skew-free proof; or
+    * ``renewTime + duration + tolerance`` is before ``server_now`` (the API server's time, as
+      estimated): lets a newcomer take over a Lease abandoned long ago without first watching it
+      for a whole duration, while ``tolerance`` absorbs what remains of clock disagreement.
+
+    A Lease without a duration is judged by ``default_duration`` (this instance's own); one
+    without ``renewTime`` only by watching it.
+    """
+    if not record.holder:
+        return True
+    duration = float(record.duration) if record.duration else default_duration
+    if unchanged_for > duration:
+        return True
+    if record.renew_time is None:
+        return False
+    return record.renew_time + duration + tolerance < server_now
+
+
+def waiting_message(record: LeaseRecord, *, server_now: float, waited: float) -> str:
+    """Why this instance does not start: which Lease, who holds it, and what happens next."""
+    renewed = ""
+    if record.renew_time is not None:
+        age = max(0.0, server_now - record.renew_time)
+        renewed = f", last renewed {age:.0f}s ago"
+    duration = f", lease {record.duration}s" if record.duration else ""
+    return (
+        f"Lease {record.ref} is held by {record.holder}{renewed}{duration}: {WHY_WAITING} "
+        f"(waiting for {waited:.0f}s)"
+    )
+
+
+def estimate_offset(date_header: str | None, sent: float, received: float) -> float | None:
+    """The API server's clock minus ours, from one answer's ``Date`` header; None without one.
+
+    ``Date`` is truncated to the second and was stamped somewhere between sending and
+    receiving, so the best guess compares the middle of its second with the middle of the
+    exchange (off by at most half a second plus half the round trip).
+    """
+    if not date_header:
+        return None
+    try:
+        server = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if server.tzinfo is None:
+        return None
+    return server.timestamp() + DATE_RESOLUTION / 2 - (sent + received) / 2
+
+
+class ServerClock:
+    """Wall-clock time as the API server sees it, as far as its ``Date`` headers tell.
+
+    Offsets within the headers' one-second resolution are taken as zero, so hosts with
+    synchronised clocks use their own time unchanged.
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self._wall = wall
+        self.offset = 0.0
+
+    def wall(self) -> float:
+        """This host's own wall clock (seconds since the epoch)."""
+        return self._wall()
+
+    def observe(self, date_header: str | None, sent: float, received: float) -> None:
+        """Learn from one answer; ``sent``/``received`` are this host's wall times."""
+        estimate = estimate_offset(date_header, sent, received)
+        if estimate is not None:
+            self.offset = estimate if abs(estimate) > DATE_RESOLUTION else 0.0
+
+    def now(self) -> float:
+        """The API server's time now (seconds since the epoch), estimated."""
+        return self._wall() + self.offset
+
+
+# ---- the API ---------------------------------------------------------------------------------
+
+
+class LeaseError(Exception):
+    """A Lease request failed; ``status`` is the HTTP status (None: no answer)."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class LeaseConflict(LeaseError):
+    """409: someone else wrote the Lease since it was read (or created it first)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseWrite:
+    """What the keeper writes: the whole spec, guarded by the version it read (none: create)."""
+
+    namespace: str
+    name: str
+    resource_version: str | None
+    holder: str
+    duration: int
+    acquire_time: float
+    renew_time: float
+    transitions: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """An object the API server returned, and its ``Date`` header."""
+
+    obj: dict[str, Any]
+    date: str | None
+
+
+class LeaseApi(Protocol):
+    """The three Lease calls the keeper makes (synchronous; the keeper runs them in threads)."""
+
+    def read(self, namespace: str, name: str) -> Answer | None:
+        """The Lease, or None when it does not exist."""
+
+    def create(self, lease: LeaseWrite) -> Answer:
+        """Create it; :class:`LeaseConflict` when it already exists."""
+
+    def replace(self, lease: LeaseWrite) -> Answer:
+        """Replace it, guarded by ``lease.resource_version`` (:class:`LeaseConflict` if stale)."""
+
+
+def _status_message(body: object) -> str:
+    """The ``message`` of a Kubernetes ``Status`` body, shortened (it never holds credentials)."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        message = json.loads(text).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or text)[:300]
+
+
+class KubeLeaseApi:
+    """:class:`LeaseApi` with the official ``kubernetes`` client (in-cluster or kubeconfig)."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._api: Any = None
+        self._lock = threading.Lock()  # a cancelled call's thread may still be running
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._api is not None:
+                return self._api
+            import kubernetes  # heavy; imported when first needed
+
+            from scp_operator.kube import _load_config
+
+            api_client = kubernetes.client.ApiClient(_load_config())
+            self._api = kubernetes.client.CoordinationV1Api(api_client)
+            return self._api
+
+    def _call(self, method: str, *args: Any) -> Answer:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            api = self._client()
+            response = getattr(api, method)(
+                *args, _request_timeout=self._timeout, _preload_content=False
+            )
+            obj = json.loads(response.data)
+            return Answer(obj, response.headers.get("Date"))
+        except ApiException as exc:
+            error = LeaseConflict if exc.status == 409 else LeaseError
+            raise error(exc.status, f"HTTP {exc.status}: {_status_message(exc.body)}") from None
+        except LeaseError:
+            raise
+        except Exception as exc:  # connection refused, timeout, bad kubeconfig: no answer
+            raise LeaseError(None, f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def read(self, namespace: str, name: str) -> Answer | None:
+        try:
+            return self._call("read_namespaced_lease", name, namespace)
+        except LeaseError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create(self, lease: LeaseWrite) -> Answer:
+        return self._call("create_namespaced_lease", lease.namespace, self._model(lease))
+
+    def replace(self, lease: LeaseWrite) -> Answer:
+        return self._call(
+            "replace_namespaced_lease", lease.name, lease.namespace, self._model(lease)
+        )
+
+    @staticmethod
+    def _model(lease: LeaseWrite) -> Any:
+        import kubernetes
+
+        client: Any = kubernetes.client
+        return client.V1Lease(
+            api_version="coordination.k8s.io/v1",
+            kind="Lease",
+            metadata=client.V1ObjectMeta(
+                name=lease.name,
+                namespace=lease.namespace,
+                resource_version=lease.resource_version,
+            ),
+            spec=client.V1LeaseSpec(
+                holder_identity=lease.holder,
+                lease_duration_seconds=lease.duration,
+                acquire_time=micro_time(lease.acquire_time),
+                renew_time=micro_time(lease.renew_time),
+                lease_transitions=lease.transitions,
+            ),
+        )
+
+
+# ---- the keeper ------------------------------------------------------------------------------
+
+
+class LeaseKeeper:
+    """Takes, renews and gives back one Lease for this process.
+
+    ``acquire()`` returns once the Lease is held (waiting as long as it takes) and starts the
+    renewal task; ``lost`` is set, and ``on_lost(reason)`` called once, when it can no longer
+    be trusted; ``release()`` stops renewing and gives it back.
+    """
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        duration: int,
+        identity: str | None = None,
+        api: LeaseApi | None = None,
+        on_lost: Callable[[str], None] | None = None,
+        clock: ServerClock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tolerance: float | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.duration = duration
+        self.identity = identity or make_identity()
+        self.interval = duration / 3
+        # Stop this long after the last successful renewal began: one interval before anyone
+        # else may take over, so the process has that long to stop handling objects.
+        self.deadline = duration - self.interval
+        self.tolerance = float(duration) if tolerance is None else tolerance
+        self.api: LeaseApi = api or KubeLeaseApi(timeout=max(2.0, self.interval))
+        self.clock = clock or ServerClock()
+        self.lost = asyncio.Event()
+        self.lost_reason: str | None = None
+        self._on_lost = on_lost
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._record: LeaseRecord | None = None
+        self._last_renewed = 0.0  # monotonic time the last successful write was sent
+        self._renewer: asyncio.Task[None] | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def held(self) -> bool:
+        return self._record is not None and not self.lost.is_set()
+
+    # -- requests (in threads), each teaching the server clock ---------------------------------
+
+    async def _request(self, call: Callable[[], Answer | None]) -> LeaseRecord | None:
+        sent = self.clock.wall()
+        answer = await asyncio.to_thread(call)
+        if answer is None:
+            return None
+        self.clock.observe(answer.date, sent, self.clock.wall())
+        return LeaseRecord.from_object(answer.obj)
+
+    async def _read(self) -> LeaseRecord | None:
+        return await self._request(lambda: self.api.read(self.namespace, self.name))
+
+    async def _write(self, lease: LeaseWrite) -> LeaseRecord:
+        if lease.resource_version is None:
+            record = await self._request(lambda: self.api.create(lease))
+        else:
+            record = await self._request(lambda: self.api.replace(lease))
+        if record is None:  # pragma: no cover - a write always answers with the object
+            raise LeaseError(None, "the API server answered a write without the object")
+        return record
+
+    def _lease(
+        self, previous: LeaseRecord | None, *, holder: str, duration: int | None = None
+    ) -> LeaseWrite:
+        """The Lease to write over ``previous`` (None: create it), by the API server's clock."""
+        now = self.clock.now()
+        if previous is None:
+            version, transitions, acquired = None, 0, now
+        else:
+            version = previous.resource_version
+            changed = bool(holder) and previous.holder != holder
+            transitions = previous.transitions + (1 if changed else 0)
+            keep = not changed and previous.acquire_time is not None
+            acquired = previous.acquire_time if keep and previous.acquire_time else now
+        return LeaseWrite(
+            namespace=self.namespace,
+            name=self.name,
+            resource_version=version,
+            holder=holder,
+            duration=self.duration if duration is None else duration,
+            acquire_time=acquired,
+            renew_time=now,
+            transitions=transitions,
+        )
+
+    # -- acquire -------------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        """Hold the Lease, waiting while another live instance holds it; then keep renewing.
+
+        Logs why it waits (at most every 30 s) and, for API errors (no permission, namespace
+        missing, API server away), what failed; it keeps trying either way, since handling
+        objects without the Lease is exactly what must not happen.
+        """
+        observed_version: str | None = None
+        observed_at = began = self._monotonic()
+        last_said = -float("inf")
+        while True:
+            try:
+                record = await self._read()
+                now = self._monotonic()
+                if record is not None and record.resource_version != observed_version:
+                    observed_version, observed_at = record.resource_version, now
+                # Ours already means a write of ours landed though its answer was lost: write
+                # again, so the renewal clock starts from a write whose time is known.
+                if (
+                    record is None
+                    or record.holder == self.identity
+                    or is_expired(
+                        record,
+                        server_now=self.clock.now(),
+                        unchanged_for=now - observed_at,
+                        tolerance=self.tolerance,
+                        default_duration=self.duration,
+                    )
+                ):
+                    won = await self._write(self._lease(record, holder=self.identity))
+                    self._won(won, sent=now, previous=record)
+                    return
+                if now - last_said >= WAIT_LOG_INTERVAL:
+                    last_said = now
+                    message = waiting_message(
+                        record, server_now=self.clock.now(), waited=now - began
+                    )
+                    logger.warning("%s", message)
+            except LeaseConflict:
+                continue  # someone else wrote first: read what they wrote
+            except LeaseError as exc:
+                now = self._monotonic()
+                if now - last_said >= WAIT_LOG_INTERVAL:
+                    last_said = now
+                    logger.warning("%s", self._explain(exc))
+            await self._sleep(self.interval)
+
+    def _explain(self, exc: LeaseError) -> str:
+        hint = {
+            403: (
+                f"the operator's identity needs get, create and update on leases "
+                f"(coordination.k8s.io) in namespace {self.namespace}; the Helm chart grants them"
+            ),
+            404: (
+                f"does namespace {self.namespace} exist? Set SCP_OPERATOR_LEASE_NAMESPACE "
+                f"(chart: lease.namespace) to one that does"
+            ),
+        }.get(exc.status or 0, "retrying")
+        return (
+            f"Cannot take Lease {self.ref}: {exc.message} ({hint}). This instance handles "
+            f"nothing until it holds the Lease."
+        )
+
+    def _won(self, record: LeaseRecord, *, sent: float, previous: LeaseRecord | None) -> None:
+        self._record = record
+        self._last_renewed = sent
+        took_over = ""
+        if previous is not None and previous.holder and previous.holder != self.identity:
+            took_over = f", taken over from {previous.holder} (expired)"
+        logger.info(
+            "Lease %s acquired by %s (renewed every %.1fs)%s",
+            self.ref,
+            self.identity,
+            self.interval,
+            took_over,
+        )
+        self._renewer = asyncio.create_task(self._renew_forever(), name=f"lease {self.ref}")
+
+    # -- renew ---------------------------------------------------------------------------------
+
+    async def _renew_forever(self) -> None:
+        """Renew every interval; retry failures every second; give up as the class says."""
+        retry = min(1.0, self.interval)
+        delay = self.interval
+        while True:
+            await self._sleep(delay)
+            reason = await self._renew_once()
+            if reason is not None:
+                self._lose(reason)
+                return
+            silent = self._monotonic() - self._last_renewed
+            if silent <= self.interval / 2:  # renewed just now
+                delay = max(0.0, self._last_renewed + self.interval - self._monotonic())
+                continue
+            if silent > self.deadline:
+                self._lose(
+                    f"Lease {self.ref} not renewed for {silent:.1f}s; another instance may take "
+                    f"it over {self.duration}s after the last renewal"
+                )
+                return
+            delay = retry
+
+    async def _renew_once(self) -> str | None:
+        """One renewal; returns why the Lease is lost, or None (renewed, or worth retrying).
+
+        A request still unanswered at the deadline is abandoned there (its thread finishes on
+        its own), so a hanging API server cannot delay giving up past the deadline.
+        """
+        assert self._record is not None
+        sent = self._monotonic()
+        remaining = self._last_renewed + self.deadline - sent
+        try:
+            write = self._write(self._lease(self._record, holder=self.identity))
+            self._record = await asyncio.wait_for(write, timeout=max(0.0, remaining))
+            self._last_renewed = sent
+            return None
+        except TimeoutError:
+            logger.warning("Cannot renew Lease %s: no answer in time", self.ref)
+            return None
+        except LeaseConflict:
+            return await self._check_after_conflict()
+        except LeaseError as exc:
+            if exc.status == 404:
+                return f"Lease {self.ref} was deleted"
+            logger.warning("Cannot renew Lease %s: %s", self.ref, exc.message)
+            return None
+
+    async def _check_after_conflict(self) -> str | None:
+        """After a 409: None if the Lease is still ours (retried soon), else why it is lost."""
+        try:
+            record = await self._read()
+        except LeaseError as exc:
+            logger.warning("Cannot read Lease %s after a conflict: %s", self.ref, exc.message)
+            return None
+        if record is None:
+            return f"Lease {self.ref} was deleted"
+        if record.holder != self.identity:
+            return f"Lease {self.ref} is now held by {record.holder or 'nobody'}"
+        self._record = record
+        return None
+
+    def _lose(self, reason: str) -> None:
+        if self.lost.is_set():
+            return
+        self.lost_reason = reason
+        self.lost.set()
+        logger.error("%s: this instance stops handling objects.", reason)
+        if self._on_lost is not None:
+            self._on_lost(reason)
+
+    # -- release -------------------------------------------------------------------------------
+
+    async def release(self) -> None:
+        """Stop renewing and give the Lease back, unless it is no longer ours.
+
+        Best effort: when the API server cannot be reached, the Lease simply expires.
+        """
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+        record, self._record = self._record, None
+        if record is None or self.lost.is_set():
+            return
+        for _ in range(3):
+            try:
+                await self._write(self._lease(record, holder="", duration=RELEASED_DURATION))
+                logger.info("Lease %s released", self.ref)
+                return
+            except LeaseConflict:
+                try:
+                    fresh = await self._read()
+                except LeaseError:
+                    break
+                if fresh is None or fresh.holder != self.identity:
+                    return  # not ours any more: nothing to give back
+                record = fresh
+            except LeaseError as exc:
+                logger.warning("Cannot release Lease %s: %s", self.ref, exc.message)
+                break
+        logger.warning(
+            "Lease %s not released: it expires %ss after its last renewal", self.ref, self.duration
+        )
+
+
+async def start(
+    settings: OperatorSettings,
+    namespaces: Sequence[str],
+    on_lost: Callable[[str], None] | None = None,
+) -> LeaseKeeper | None:
+    """Hold this instance's Lease (waiting as long as needed); None when leases are disabled.
+
+    ``on_lost`` defaults to :func:`stop_process`. ``namespaces`` are the Kopf namespace patterns
+    this instance serves (:func:`watched_namespaces`), empty when it serves all of them.
+    """
+    if not settings.lease_name:
+        logger.warning(
+            "SCP_OPERATOR_LEASE_NAME is empty: nothing stops a second operator instance "
+            "(unsafe outside tests)"
+        )
+        return None
+    keeper = LeaseKeeper(
+        namespace=settings.lease_namespace,
+        name=effective_lease_name(settings.lease_name, namespaces),
+        duration=settings.lease_duration,
+        on_lost=on_lost if on_lost is not None else (lambda _reason: stop_process()),
+    )
+    await keeper.acquire()
+    return keeper
