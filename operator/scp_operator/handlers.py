@@ -310,6 +310,11 @@ async def delete_server(
     situation, parsed, endpoint = _situation(spec, meta, status, retry, runtime)
     deletion = dict(status.get("deletion") or {})
     decision = decide(situation)
+    if decision.action is Action.HOLD:
+        # The CRD cascade outranks every hold (an invalid spec, protection, a dry run...): read it
+        # now rather than wait for the cascade handler, which may not have run yet.
+        situation = dataclasses.replace(situation, crd=await runtime.crd.state())
+        decision = decide(situation)
     outcome: Outcome | None = None
     if decision.action is Action.CALL_DELETE and parsed is not None:
         async with runtime.client.slot():

@@ -274,6 +274,23 @@ def test_a_404_from_another_endpoint_holds_until_the_operator_points_back(
     assert (emulator.server(sid) or {}).get("state") in (None, "DELETING")
 
 
+def test_a_404_from_where_the_server_was_seen_releases_even_for_the_accounts_last_server(
+    cluster: Cluster, emulator: ThreadedEmulator, operator: OperatorProcess
+) -> None:
+    sid = emulator.seed(name="only-one")["id"]
+    cluster.create_vs("only-one", sid)
+    wait_for(lambda: cluster.reason("only-one", "Ready") == "ServerFound", what="observed")
+    seen = cluster.get("only-one")["status"]["server"]  # type: ignore[index]
+    assert seen["endpoint"] == emulator.url
+    emulator.remove(sid)  # deleted in SCP's console meanwhile: the account has no server left
+    cluster.delete("only-one")
+    try:
+        wait_for(lambda: cluster.get("only-one") is None, within=20, what="released on 404")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; held: {held(cluster)}") from None
+    assert [c["status"] for c in deletes(emulator, sid)] == [404]
+
+
 def test_a_404_for_a_server_never_seen_still_releases(
     cluster: Cluster, emulator: ThreadedEmulator, operator: OperatorProcess
 ) -> None:
@@ -368,7 +385,11 @@ def test_confirm_mode_deletes_again_when_an_accepted_deletion_did_not_take(
     event = events_with(cluster, "sticky", "DeletionNotCompleted")[0]
     assert event["type"] == "Warning"
     assert "ACTIVE" in event["message"]
-    wait_for(lambda: len(deletes(emulator, sid)) >= 2, what="a second DELETE")
+    try:
+        wait_for(lambda: len(deletes(emulator, sid)) >= 2, within=20, what="a second DELETE")
+    except AssertionError as exc:
+        deletion = (cluster.get("sticky") or {}).get("status", {}).get("deletion")
+        raise AssertionError(f"{exc}; status.deletion={deletion}") from None
     assert [c["status"] for c in deletes(emulator, sid)] == [202, 202]
     wait_for(lambda: cluster.reason("sticky") == "AwaitingConfirmation", what="awaiting again")
     assert cluster.has_finalizer("sticky")

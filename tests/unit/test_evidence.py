@@ -149,3 +149,34 @@ def test_the_watched_namespaces_are_read_from_kopf_flags() -> None:
     args = ["--verbose", "--namespace=b", "-n", "a", "--namespace", "c", "--standalone"]
     assert scope.from_kopf_args(args) == ("b", "a", "c")
     assert scope.from_kopf_args(["--all-namespaces"]) == ()
+
+
+async def test_the_cascade_releases_an_object_with_a_legacy_policy_value() -> None:
+    """Defect 9: one object with a policy the model does not know aborted the whole cascade."""
+    from scp_operator import cascade
+
+    released: list[str] = []
+
+    class Crd:
+        async def release(self, ns: str, name: str, finalizers: list[str], ours: str) -> bool:
+            released.append(name)
+            return True
+
+    class Blocked:
+        def released(self, uid: str) -> None:
+            pass
+
+    class FakeRuntime:
+        crd = Crd()
+        blocked = Blocked()
+
+    sent: list[str] = []
+    original = cascade._event
+    cascade._event = lambda body, type_, reason, message: sent.append(reason)  # type: ignore[assignment]
+    try:
+        for item in (obj("legacy", policy="Retain"), obj("broken", server_id="not-a-uuid")):
+            assert await cascade._release_one(FakeRuntime(), item)  # type: ignore[arg-type]
+    finally:
+        cascade._event = original  # type: ignore[assignment]
+    assert released == ["legacy", "broken"]
+    assert sent == ["CrdDeleted", "CrdDeleted"]
