@@ -354,7 +354,7 @@ async def delete_server(
             )
         )
         if decision.forget_acceptance:
-            deletion.pop("acceptedTime", None)
+            deletion["acceptedTime"] = None  # null in a merge patch removes the field
         logger.info(
             "SCP answered %s for server %s: %s",
             outcome.describe(),
