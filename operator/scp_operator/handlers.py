@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from scp_operator import cascade, conditions, events, metrics, model, scope
+from scp_operator import cascade, conditions, events, lease, metrics, model, scope
 from scp_operator import runtime as runtime_mod
 from scp_operator import settings as settings_mod
 from scp_operator.constants import CRD_NAME, FINALIZER, GROUP, PLURAL, VERSION
@@ -60,6 +60,9 @@ async def configure(
         loaded = settings_mod.load()
     except settings_mod.SettingsError as exc:
         raise kopf.PermanentError(f"invalid settings: {exc}") from None
+    # One active instance: a second one (started by hand, or a second release) waits here,
+    # logging which instance holds the Lease, before it touches any object.
+    memo.lease = await lease.start(loaded.operator, scope.watched())
     runtime = runtime_mod.build(loaded)
     memo.runtime = runtime
     try:
@@ -85,13 +88,16 @@ async def configure(
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    """Close the SCP connection pool and the metrics endpoint."""
+    """Close the SCP connection pool and the metrics endpoint; give the Lease back last."""
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()
     server = memo.get("metrics_server")
     if server is not None:
         await server.cleanup()
+    keeper: lease.LeaseKeeper | None = memo.get("lease")
+    if keeper is not None:
+        await keeper.release()  # the next instance starts at once instead of after expiry
 
 
 def _our_crd_terminating(name: str | None, meta: kopf.Meta, **_: Any) -> bool:
