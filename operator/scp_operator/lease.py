@@ -34,8 +34,8 @@ The rules, in the order they matter:
   ``resourceVersion``, so it never clears someone else's), and the next instance starts at once.
 
 The official ``kubernetes`` client is synchronous; every call runs in a worker thread with a
-request timeout shorter than the renewal interval. Nothing here logs credentials: only HTTP
-statuses and the API server's own messages.
+request timeout (the renewal interval, at least 2 s), and a renewal is not waited for past the
+deadline. Nothing here logs credentials: only HTTP statuses and the API server's own messages.
 """
 
 from __future__ import annotations
@@ -136,6 +136,21 @@ def make_identity(
     pid = pid if pid is not None else os.getpid()
     token = token if token is not None else secrets.token_hex(3)
     return f"{hostname}/{pid}/{token}"
+
+
+_identity: tuple[int, str] | None = None
+
+
+def process_identity() -> str:
+    """This process's identity (:func:`make_identity`), the same for every keeper it makes.
+
+    Per process, not per keeper: a Lease that names this process is this process's, even when
+    a retried startup hook builds a second keeper for it (re-made after a fork).
+    """
+    global _identity
+    if _identity is None or _identity[0] != os.getpid():
+        _identity = (os.getpid(), make_identity())
+    return _identity[1]
 
 
 def stop_process() -> None:
@@ -462,7 +477,7 @@ class LeaseKeeper:
         self.namespace = namespace
         self.name = name
         self.duration = duration
-        self.identity = identity or make_identity()
+        self.identity = identity or process_identity()
         self.interval = duration / 3
         # Stop this long after the last successful renewal began: one interval before anyone
         # else may take over, so the process has that long to stop handling objects.
@@ -520,8 +535,9 @@ class LeaseKeeper:
             version = previous.resource_version
             changed = bool(holder) and previous.holder != holder
             transitions = previous.transitions + (1 if changed else 0)
-            keep = not changed and previous.acquire_time is not None
-            acquired = previous.acquire_time if keep and previous.acquire_time else now
+            acquired = now
+            if not changed and previous.acquire_time is not None:
+                acquired = previous.acquire_time
         return LeaseWrite(
             namespace=self.namespace,
             name=self.name,
@@ -621,14 +637,15 @@ class LeaseKeeper:
         delay = self.interval
         while True:
             await self._sleep(delay)
+            before = self._last_renewed
             reason = await self._renew_once()
             if reason is not None:
                 self._lose(reason)
                 return
-            silent = self._monotonic() - self._last_renewed
-            if silent <= self.interval / 2:  # renewed just now
+            if self._last_renewed != before:  # renewed: next one an interval after this one
                 delay = max(0.0, self._last_renewed + self.interval - self._monotonic())
                 continue
+            silent = self._monotonic() - self._last_renewed
             if silent > self.deadline:
                 self._lose(
                     f"Lease {self.ref} not renewed for {silent:.1f}s; another instance may take "
@@ -641,18 +658,27 @@ class LeaseKeeper:
         """One renewal; returns why the Lease is lost, or None (renewed, or worth retrying).
 
         A request still unanswered at the deadline is abandoned there (its thread finishes on
-        its own), so a hanging API server cannot delay giving up past the deadline.
+        its own), so a hanging API server cannot delay giving up past the deadline; a renewal
+        that starts late (a stalled event loop) still gets a second to prove the Lease is ours.
+        (``asyncio.wait``, not ``wait_for``: Python 3.11's ``wait_for`` can swallow a
+        cancellation that arrives as the request completes, and ``release`` cancels this.)
         """
         assert self._record is not None
         sent = self._monotonic()
         remaining = self._last_renewed + self.deadline - sent
+        write = asyncio.ensure_future(self._write(self._lease(self._record, holder=self.identity)))
         try:
-            write = self._write(self._lease(self._record, holder=self.identity))
-            self._record = await asyncio.wait_for(write, timeout=max(0.0, remaining))
+            done, _ = await asyncio.wait({write}, timeout=max(remaining, min(1.0, self.interval)))
+        except asyncio.CancelledError:
+            write.cancel()
+            raise
+        try:
+            if not done:
+                write.cancel()
+                logger.warning("Cannot renew Lease %s: no answer in time", self.ref)
+                return None
+            self._record = write.result()
             self._last_renewed = sent
-            return None
-        except TimeoutError:
-            logger.warning("Cannot renew Lease %s: no answer in time", self.ref)
             return None
         except LeaseConflict:
             return await self._check_after_conflict()
@@ -698,6 +724,8 @@ class LeaseKeeper:
                 await self._renewer
             self._renewer = None
         record, self._record = self._record, None
+        if _keepers.get((self.namespace, self.name)) is self:
+            del _keepers[(self.namespace, self.name)]
         if record is None or self.lost.is_set():
             return
         for _ in range(3):
@@ -721,15 +749,24 @@ class LeaseKeeper:
         )
 
 
+#: The keepers this process holds, by (namespace, name): see :func:`start`.
+_keepers: dict[tuple[str, str], LeaseKeeper] = {}
+
+
 async def start(
     settings: OperatorSettings,
     namespaces: Sequence[str],
     on_lost: Callable[[str], None] | None = None,
+    *,
+    api: LeaseApi | None = None,
 ) -> LeaseKeeper | None:
     """Hold this instance's Lease (waiting as long as needed); None when leases are disabled.
 
     ``on_lost`` defaults to :func:`stop_process`. ``namespaces`` are the Kopf namespace patterns
-    this instance serves (:func:`watched_namespaces`), empty when it serves all of them.
+    this instance serves (``scope.watched()`` or :func:`watched_namespaces`), empty when it
+    serves all of them. Called again in the same process (Kopf retries a startup hook that
+    failed after this step), it returns the keeper already holding the Lease instead of making
+    a second one that would wait for the first forever.
     """
     if not settings.lease_name:
         logger.warning(
@@ -737,11 +774,17 @@ async def start(
             "(unsafe outside tests)"
         )
         return None
+    key = (settings.lease_namespace, effective_lease_name(settings.lease_name, namespaces))
+    held = _keepers.get(key)
+    if held is not None and held.held:
+        return held
     keeper = LeaseKeeper(
-        namespace=settings.lease_namespace,
-        name=effective_lease_name(settings.lease_name, namespaces),
+        namespace=key[0],
+        name=key[1],
         duration=settings.lease_duration,
+        api=api,
         on_lost=on_lost if on_lost is not None else (lambda _reason: stop_process()),
     )
     await keeper.acquire()
+    _keepers[key] = keeper
     return keeper

@@ -49,6 +49,12 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start and wait for the ready line (settings loaded, SCP client built)."""
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to become ready (e.g. a second instance
+        that is expected to wait for the Lease)."""
         args = [operator_executable(), "run", "--standalone", *self.extra_args]
         args += [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
         base = {k: v for k, v in os.environ.items() if not k.startswith("SCP_")}
@@ -59,6 +65,10 @@ class OperatorProcess:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait for the ready line of a spawned process; kill it and fail after ``timeout``."""
+        assert self.proc is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while READY_LINE not in self.log():
             if self.proc.poll() is not None:

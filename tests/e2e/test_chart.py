@@ -27,6 +27,7 @@ import pytest
 
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
+from scp_operator.lease import effective_lease_name
 from scp_testenv import ControlPlane, resolve_binaries
 from tests.conftest import REPO
 from tests.e2e import charts
@@ -123,11 +124,17 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
             "limits": {"memory": "384Mi"},
         },
         "uninstallGuard": {"activeDeadlineSeconds": 60},
+        "lease": {"name": "vs-operator", "namespace": "team-c", "durationSeconds": 30},
     },
 }
 
 RELEASE_NAMESPACE = "scp-system"
 EXTRA_NAMESPACES = ("team-a", "team-b", "team-c")
+#: Where the chart puts the operator's Lease (and the Role for it) by default.
+LEASE_NAMESPACE = "kube-system"
+#: The Leases of the two installed releases: all namespaces, and team-a + team-b.
+CLUSTER_LEASE = "scp-operator"
+TEAMS_LEASE = effective_lease_name("scp-operator", ["team-a", "team-b"])
 
 #: Prometheus-Operator's duration pattern.
 DURATION = (
@@ -312,9 +319,56 @@ def test_metrics_off_means_port_zero_and_no_service(audited: Audited, tmp_path: 
     assert charts.find(on, "Service")["spec"]["ports"][0]["port"] == 9090
 
 
+def _lease_rbac(manifests: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """The lease Role's namespace and the Lease names it may get/update (its binding checked)."""
+    role = charts.find(manifests, "Role", "scp-scp-operator-lease")
+    binding = charts.find(manifests, "RoleBinding", "scp-scp-operator-lease")
+    assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    (named,) = [r for r in role["rules"] if "resourceNames" in r]
+    assert sorted(named["verbs"]) == ["get", "update"]
+    (create,) = [r for r in role["rules"] if "resourceNames" not in r]
+    assert create["verbs"] == ["create"]
+    return role["metadata"]["namespace"], named["resourceNames"]
+
+
+def _lease_env(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    (container,) = charts.find(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("SCP_")}
+
+
+def test_the_lease_role_grants_exactly_the_lease_the_operator_derives(
+    audited: Audited, tmp_path: Path
+) -> None:
+    """The chart computes the namespaced Lease name in a template; it must be the operator's."""
+    cluster = charts.render(audited.cp, charts.values_file(tmp_path, "c", {}))
+    assert _lease_rbac(cluster) == (LEASE_NAMESPACE, [CLUSTER_LEASE])
+    assert _lease_env(cluster) == {
+        "SCP_OPERATOR_LEASE_NAME": "scp-operator",
+        "SCP_OPERATOR_LEASE_NAMESPACE": LEASE_NAMESPACE,
+        "SCP_OPERATOR_LEASE_DURATION": "15",
+    }
+    values = {
+        "watchNamespaces": ["team-b", "team-a"],  # the operator sorts them too
+        "lease": {"name": "vs", "namespace": "team-c", "durationSeconds": 30},
+    }
+    namespaced = charts.render(audited.cp, charts.values_file(tmp_path, "n", values))
+    assert _lease_rbac(namespaced) == ("team-c", [effective_lease_name("vs", ["team-a", "team-b"])])
+    assert _lease_env(namespaced) == {
+        "SCP_OPERATOR_LEASE_NAME": "vs",
+        "SCP_OPERATOR_LEASE_NAMESPACE": "team-c",
+        "SCP_OPERATOR_LEASE_DURATION": "30",
+    }
+
+
 def test_rbac_follows_watch_namespaces(audited: Audited, tmp_path: Path) -> None:
     cluster = charts.render(audited.cp, charts.values_file(tmp_path, "c", {}))
-    assert [m["kind"] for m in cluster if m["kind"] in ("Role", "RoleBinding")] == []
+    namespaced_kinds = [
+        m["kind"]
+        for m in cluster
+        if m["kind"] in ("Role", "RoleBinding") and not m["metadata"]["name"].endswith("-lease")
+    ]
+    assert namespaced_kinds == []
     cluster_rules = charts.granted(charts.find(cluster, "ClusterRole")["rules"])
     assert ("virtualserver.scp.dev", "virtualservers", "patch") in cluster_rules
 
@@ -322,9 +376,17 @@ def test_rbac_follows_watch_namespaces(audited: Audited, tmp_path: Path) -> None
         audited.cp, charts.values_file(tmp_path, "n", {"watchNamespaces": ["team-a", "team-b"]})
     )
     roles = [m for m in namespaced if m["kind"] == "Role"]
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == [
+        LEASE_NAMESPACE,
+        "team-a",
+        "team-b",
+    ]
     bindings = [m for m in namespaced if m["kind"] == "RoleBinding"]
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == [
+        LEASE_NAMESPACE,
+        "team-a",
+        "team-b",
+    ]
     cluster_only = charts.granted(charts.find(namespaced, "ClusterRole")["rules"])
     assert {resource for _, resource, _ in cluster_only} == {
         "customresourcedefinitions",
@@ -343,6 +405,7 @@ def _documented_permissions() -> dict[str, set[tuple[str, str, str]]]:
         "cluster/ClusterRole": set(),
         "namespaced/ClusterRole": set(),
         "namespaced/Role": set(),
+        "lease/Role": set(),
     }
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -352,6 +415,9 @@ def _documented_permissions() -> dict[str, set[tuple[str, str, str]]]:
         group = group.strip("`").replace('""', "")
         resource = resource.split("`")[1]
         triples = {(group, resource, v.strip("` ")) for v in verbs.split(",")}
+        if kind == "Role in the lease namespace":  # in both modes, a Role of its own
+            found["lease/Role"] |= triples
+            continue
         kind = "Role" if kind.startswith("Role") else "ClusterRole"
         if mode in ("all namespaces", "both"):
             found["cluster/ClusterRole"] |= triples
@@ -374,7 +440,12 @@ def test_install_doc_lists_exactly_the_granted_permissions(
     assert documented["namespaced/ClusterRole"] == charts.granted(
         charts.find(namespaced, "ClusterRole")["rules"]
     )
-    assert documented["namespaced/Role"] == charts.granted(charts.find(namespaced, "Role")["rules"])
+    assert documented["namespaced/Role"] == charts.granted(
+        charts.find(namespaced, "Role", "scp-scp-operator")["rules"]
+    )
+    for manifests in (cluster, namespaced):
+        lease_role = charts.find(manifests, "Role", "scp-scp-operator-lease")
+        assert documented["lease/Role"] == charts.granted(lease_role["rules"])
 
 
 def test_crds_are_shipped_but_not_templated(audited: Audited, tmp_path: Path) -> None:
@@ -459,8 +530,10 @@ class Release:
         return charts.service_account_kubeconfig(cp, self.namespace, self.fullname)
 
     def rules(self, cp: ControlPlane) -> set[tuple[str, str, str]]:
-        """What its ClusterRole and Roles grant, read back from the cluster."""
+        """What its ClusterRole and Roles (the lease Role included) grant, read back."""
         rules = charts.get_json(cp, "clusterrole", self.fullname)["rules"]
+        lease_role = f"{self.fullname}-lease"
+        rules += charts.get_json(cp, "role", lease_role, "-n", LEASE_NAMESPACE)["rules"]
         for namespace in self.watched:
             rules += charts.get_json(cp, "role", self.fullname, "-n", namespace)["rules"]
         return charts.granted(rules)
@@ -621,6 +694,8 @@ def test_namespaced_operator_leaves_other_namespaces_alone(
     assert emulator.server(server["id"]) is not None, "a server outside the watch was touched"
 
 
+LEASES = "leases.coordination.k8s.io"
+
 #: One ``kubectl auth can-i`` question: (verb, resource, namespace: "own" for the release's,
 #: "*" for all, "" for cluster-scoped; then an object name and/or extra kubectl flags).
 Check = tuple[str, str, str, tuple[str, ...]]
@@ -663,6 +738,14 @@ DENIED: list[Check] = [
     ("delete", "namespaces", "", ("team-a",)),
     ("get", "nodes", "", ()),
     ("create", "kopfpeerings.kopf.dev", "own", ()),
+    # the Lease: only its own, only get/update/create, only in the lease namespace
+    ("list", LEASES, LEASE_NAMESPACE, ()),
+    ("watch", LEASES, LEASE_NAMESPACE, ()),
+    ("delete", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),
+    ("patch", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),
+    ("update", LEASES, LEASE_NAMESPACE, ("kube-scheduler",)),
+    ("get", LEASES, "kube-node-lease", ()),
+    ("create", LEASES, "own", ()),
 ]
 
 ALLOWED_CLUSTER: list[Check] = [
@@ -674,6 +757,9 @@ ALLOWED_CLUSTER: list[Check] = [
     ("get", "customresourcedefinitions.apiextensions.k8s.io", "", (constants.CRD_NAME,)),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", "", ()),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io", "", ()),
+    ("get", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),
+    ("update", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),
+    ("create", LEASES, LEASE_NAMESPACE, ()),
 ]
 
 ALLOWED_NAMESPACED: list[Check] = [
@@ -683,6 +769,9 @@ ALLOWED_NAMESPACED: list[Check] = [
     ("create", "events", "team-a", ()),
     ("list", "namespaces", "", ()),
     ("get", "customresourcedefinitions.apiextensions.k8s.io", "", (constants.CRD_NAME,)),
+    ("get", LEASES, LEASE_NAMESPACE, (TEAMS_LEASE,)),
+    ("update", LEASES, LEASE_NAMESPACE, (TEAMS_LEASE,)),
+    ("create", LEASES, LEASE_NAMESPACE, ()),
 ]
 
 DENIED_NAMESPACED: list[Check] = [
@@ -693,11 +782,13 @@ DENIED_NAMESPACED: list[Check] = [
     ("create", "events", "team-c", ()),
     ("create", "events", "own", ()),
     ("get", "namespaces", "", ("team-a",)),
+    ("update", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),  # the all-namespaces instance's
 ]
 
 DENIED_CLUSTER: list[Check] = [
     ("list", "namespaces", "", ()),
     ("get", "events", "team-a", ()),
+    ("update", LEASES, LEASE_NAMESPACE, (TEAMS_LEASE,)),
 ]
 
 

@@ -70,6 +70,8 @@ OPERATOR_ENV = {
     "SCP_OPERATOR_EVENT_REPEAT_INTERVAL": "30",
     "SCP_OPERATOR_METRICS_PORT": "0",
 }
+#: The operator's own words when it stops because it could not renew its Lease (scp_operator.lease).
+LEASE_STOP = re.compile(r"Lease \S+ not renewed for [0-9.]+s")
 EMULATOR_FAULT_TIMEOUT = 3.0  # a "timeout" fault holds the request longer than the client waits
 
 # SCP fault kinds: (label, emulator fault fields)
@@ -264,6 +266,7 @@ class Run:
         self.objs = {o.name: o for o in objs}
         self.tally = Tally()
         self.unexpected_exits = 0
+        self.lease_stops = 0
         self.skipped = 0
 
     # -- kubectl that survives a control plane that just came back ----------------------------
@@ -293,7 +296,9 @@ class Run:
         for namespace, group in sorted(by_namespace.items()):
             now = time.time()  # per call: a sharer in the other namespace goes later
             for name in group:
-                self.objs[name].deleted_at = now
+                o = self.objs[name]
+                # the first deletion counts (kill-after-delete deletes ahead of the schedule)
+                o.deleted_at = now if o.deleted_at is None else o.deleted_at
             self.kubectl(
                 "delete", "scpvs", *group, "-n", namespace, "--wait=false", "--ignore-not-found"
             )
@@ -332,10 +337,20 @@ class Run:
         self.operator.start(timeout=90)
 
     def watch_operator(self) -> None:
-        """An operator that exited by itself crashed: note it and start it again."""
+        """An operator that exited by itself crashed — unless it stopped on purpose because it
+        could not renew its Lease (the API server was unreachable for two thirds of the lease
+        duration: it must stop before another instance may take over). Either way, start it
+        again, as the kubelet would."""
         if not self.operator.running:
-            self.unexpected_exits += 1
-            self.tally.events.append("!! operator exited unexpectedly; restarted")
+            if LEASE_STOP.search(self.operator.log()):
+                self.lease_stops += 1
+                self.tally.disruptions.append((time.time(), "lease-stop"))  # a restart, too
+                self.tally.events.append(
+                    "!! operator stopped: its Lease was not renewed; restarted"
+                )
+            else:
+                self.unexpected_exits += 1
+                self.tally.events.append("!! operator exited unexpectedly; restarted")
             self.operator.start(timeout=90)
 
     # -- one event ------------------------------------------------------------------------------
@@ -604,7 +619,7 @@ def check_invariants(run: Run, deletes: list[dict[str, Any]]) -> Checks:
         checks.check(
             "no-wrong-delete",
             entry["server_id"] in allowed,
-            f"DELETE for server {entry['server_id']}, which no deleted object named",
+            f"DELETE for server {entry['server_id']}, which no deleted object was free to delete",
         )
         checks.check_all(
             "no-wrong-delete", blocked_delete(entry, holders.get(entry["server_id"], []))
@@ -767,6 +782,7 @@ def summarise(run: Run, objs: list[Obj], requests: list[dict[str, Any]], checks:
         f"| DELETE calls={len(deletes)} ({words(statuses)}), "
         f"at most {max(per_server.values(), default=0)} per server "
         f"(of which answered 202/404: at most {max(answered.values(), default=0)}) "
+        f"| operator stops for its Lease={run.lease_stops} "
         f"| invariant checks passed={checks.total}/{total} ({words(checks.passed)})"
     )
 

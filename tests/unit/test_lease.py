@@ -603,6 +603,32 @@ async def test_release_lets_the_next_instance_start_at_once(
     assert [s for s in clock.slept if s] == []
 
 
+async def test_starting_twice_in_one_process_reuses_the_held_lease(api: FakeLeaseApi) -> None:
+    """Kopf retries a startup hook that failed after taking the Lease: no self-deadlock."""
+    settings = OperatorSettings(lease_namespace=NS, lease_name=NAME)
+    first = await lease.start(settings, [], on_lost=lambda _reason: None, api=api)
+    assert first is not None
+    try:
+        writes = len(api.writes)
+        again = await asyncio.wait_for(lease.start(settings, [], api=api), timeout=5)
+        assert again is first
+        assert len(api.writes) == writes
+        assert api.holder == lease.process_identity()
+    finally:
+        await first.release()
+    assert api.holder == ""
+    # released: a later start takes it again with a keeper of its own
+    fresh = await lease.start(settings, [], on_lost=lambda _reason: None, api=api)
+    assert fresh is not None
+    assert fresh is not first
+    await fresh.release()
+
+
+def test_the_identity_is_one_per_process() -> None:
+    assert lease.process_identity() == lease.process_identity()
+    assert lease.process_identity().split("/")[1] == str(os.getpid())
+
+
 async def test_start_returns_nothing_when_the_lease_is_disabled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
