@@ -333,8 +333,8 @@ def _lease_rbac(manifests: list[dict[str, Any]]) -> tuple[str, list[str]]:
 
 
 def _lease_env(manifests: list[dict[str, Any]]) -> dict[str, str]:
-    (container,) = charts.find(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("SCP_")}
+    data: dict[str, str] = charts.find(manifests, "ConfigMap")["data"]
+    return {k: v for k, v in data.items() if k.startswith("SCP_OPERATOR_LEASE_")}
 
 
 def test_the_lease_role_grants_exactly_the_lease_the_operator_derives(
@@ -391,7 +391,9 @@ def test_rbac_follows_watch_namespaces(audited: Audited, tmp_path: Path) -> None
     assert {resource for _, resource, _ in cluster_only} == {
         "customresourcedefinitions",
         "namespaces",
+        "virtualservers",  # list only: the shared-server check asks across all namespaces
     }
+    assert {verb for _, resource, verb in cluster_only if resource == "virtualservers"} == {"list"}
     args = charts.find(namespaced, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=team-a" in args["args"]
     assert "--namespace=team-b" in args["args"]
@@ -772,11 +774,13 @@ ALLOWED_NAMESPACED: list[Check] = [
     ("get", LEASES, LEASE_NAMESPACE, (TEAMS_LEASE,)),
     ("update", LEASES, LEASE_NAMESPACE, (TEAMS_LEASE,)),
     ("create", LEASES, LEASE_NAMESPACE, ()),
+    # the shared-server check asks across every namespace (list only)
+    ("list", "virtualservers.virtualserver.scp.dev", "*", ()),
+    ("list", "virtualservers.virtualserver.scp.dev", "team-c", ()),
 ]
 
 DENIED_NAMESPACED: list[Check] = [
-    ("list", "virtualservers.virtualserver.scp.dev", "*", ()),
-    ("list", "virtualservers.virtualserver.scp.dev", "team-c", ()),
+    ("watch", "virtualservers.virtualserver.scp.dev", "team-c", ()),
     ("patch", "virtualservers.virtualserver.scp.dev", "team-c", ()),
     ("patch", "virtualservers.virtualserver.scp.dev", "team-c", ("--subresource=status",)),
     ("create", "events", "team-c", ()),
