@@ -58,6 +58,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from scp_operator import scope
 from scp_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -112,16 +113,9 @@ def watched_namespaces(
     plus Kopf's legacy ``KOPF_RUN_NAMESPACE`` variable. Everything before the ``run`` subcommand
     (``scp-operator``, ``python -m scp_operator``) is skipped.
     """
-    import kopf.cli
-
     argv = list(sys.argv if argv is None else argv)
-    environ = os.environ if environ is None else environ
     args = argv[argv.index("run", 1) + 1 :] if "run" in argv[1:] else []
-    context = kopf.cli.run.make_context("run", args, resilient_parsing=True)
-    patterns = [str(p) for p in context.params.get("namespaces") or ()]
-    if environ.get("KOPF_RUN_NAMESPACE"):
-        patterns.append(environ["KOPF_RUN_NAMESPACE"])
-    return normalise_namespaces(patterns)
+    return list(scope.from_kopf_args(args, environ))
 
 
 def make_identity(

@@ -7,7 +7,8 @@ outside Kopf's watches (the CRD cascade, the lease name) must stay inside the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping, Sequence
 
 _watched: tuple[str, ...] = ()
 
@@ -23,18 +24,21 @@ def watched() -> tuple[str, ...]:
     return _watched
 
 
-def from_kopf_args(args: Iterable[str]) -> tuple[str, ...]:
-    """The ``--namespace``/``-n`` values in ``kopf run`` arguments (both ``=x`` and ``x`` forms)."""
-    found: list[str] = []
-    pending = False
-    for arg in args:
-        if pending:
-            found.append(arg)
-            pending = False
-            continue
-        for flag in ("--namespace", "-n"):
-            if arg == flag:
-                pending = True
-            elif arg.startswith(flag + "="):
-                found.append(arg.split("=", 1)[1])
-    return tuple(found)
+def from_kopf_args(
+    args: Sequence[str], environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The namespaces in ``kopf run`` arguments, read with Kopf's own option parser.
+
+    Every spelling Kopf accepts counts (``-n x``, ``-nx``, ``--namespace=x``, ``a,b``), plus
+    Kopf's ``KOPF_RUN_NAMESPACE`` variable; sorted and de-duplicated, so two spellings of one
+    scope are one scope.
+    """
+    import kopf.cli
+
+    environ = os.environ if environ is None else environ
+    context = kopf.cli.run.make_context("run", list(args), resilient_parsing=True)
+    patterns = [str(p) for p in context.params.get("namespaces") or ()]
+    if environ.get("KOPF_RUN_NAMESPACE"):
+        patterns.append(environ["KOPF_RUN_NAMESPACE"])
+    parts = {p.strip() for pattern in patterns for p in pattern.split(",")}
+    return tuple(sorted(p for p in parts if p))

@@ -147,8 +147,8 @@ def test_the_orphan_fast_path_keeps_the_finalizer_when_the_policy_was_reverted()
 
 def test_the_watched_namespaces_are_read_from_kopf_flags() -> None:
     args = ["--verbose", "--namespace=b", "-n", "a", "--namespace", "c", "--standalone"]
-    assert scope.from_kopf_args(args) == ("b", "a", "c")
-    assert scope.from_kopf_args(["--all-namespaces"]) == ()
+    assert scope.from_kopf_args(args, environ={}) == ("a", "b", "c")
+    assert scope.from_kopf_args(["--all-namespaces"], environ={}) == ()
 
 
 async def test_the_cascade_releases_an_object_with_a_legacy_policy_value() -> None:
