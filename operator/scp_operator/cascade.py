@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from scp_operator import metrics
+from scp_operator import metrics, scope
 from scp_operator.constants import API_VERSION, FINALIZER, KIND
 from scp_operator.decision import Action, CrdState, Situation, decide
 from scp_operator.kube import KubeReadError
@@ -45,7 +45,14 @@ async def release_all(
     loop = asyncio.get_running_loop()
     while True:
         try:
-            held = await runtime.crd.holding(namespaces)
+            if scope.is_exact(namespaces):
+                held = await runtime.crd.holding(namespaces)
+            else:  # Kopf patterns: list everything, keep what this instance serves
+                held = [
+                    item
+                    for item in await runtime.crd.holding(())
+                    if scope.serves(str(item.get("metadata", {}).get("namespace")), namespaces)
+                ]
         except KubeReadError as exc:
             held, error = None, str(exc)
         else:

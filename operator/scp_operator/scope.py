@@ -7,6 +7,7 @@ outside Kopf's watches (the CRD cascade, the lease name) must stay inside the sa
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -42,3 +43,18 @@ def from_kopf_args(
         patterns.append(environ["KOPF_RUN_NAMESPACE"])
     parts = {p.strip() for pattern in patterns for p in pattern.split(",")}
     return tuple(sorted(p for p in parts if p))
+
+
+def is_exact(namespaces: Iterable[str]) -> bool:
+    """True when every entry names one namespace (no Kopf glob pattern, no ``!`` exclusion)."""
+    return not any(ch in ns for ns in namespaces for ch in "*?[!")
+
+
+def serves(namespace: str, namespaces: Sequence[str]) -> bool:
+    """Whether Kopf's namespace patterns (globs, ``!`` exclusions) include ``namespace``."""
+    if not namespaces:
+        return True
+    include = [p for p in namespaces if not p.startswith("!")]
+    exclude = [p[1:] for p in namespaces if p.startswith("!")]
+    wanted = not include or any(fnmatch.fnmatchcase(namespace, p) for p in include)
+    return wanted and not any(fnmatch.fnmatchcase(namespace, p) for p in exclude)

@@ -180,3 +180,13 @@ async def test_the_cascade_releases_an_object_with_a_legacy_policy_value() -> No
         cascade._event = original  # type: ignore[assignment]
     assert released == ["legacy", "broken"]
     assert sent == ["CrdDeleted", "CrdDeleted"]
+
+
+def test_the_cascade_keeps_to_the_namespaces_kopf_serves_even_with_patterns() -> None:
+    assert scope.is_exact(["team-a", "team-b"])
+    assert not scope.is_exact(["team-*"])
+    assert scope.serves("team-a", ["team-*", "!team-x"])
+    assert not scope.serves("team-x", ["team-*", "!team-x"])
+    assert not scope.serves("other", ["team-*"])
+    assert scope.serves("other", ["!team-x"])
+    assert scope.serves("anything", [])
