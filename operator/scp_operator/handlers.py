@@ -3,6 +3,12 @@
 The decision itself is :func:`scp_operator.decision.decide`. Pitfalls avoided on purpose (see
 design.md): no ``retries=``, ``timeout=`` or ``PermanentError`` on the delete handler, because
 Kopf would then release the finalizer; delays are computed by :mod:`scp_operator.backoff`.
+
+Size: over 500 lines because it still holds startup wiring, observing, the Orphan fast path,
+deletion and status writing together. Splitting it by job (an entry module that sets every Kopf
+option, VirtualServer handlers, CRD handlers, status writing) is open issue 13; the pure parts
+already live elsewhere (:mod:`~scp_operator.decision`, :mod:`~scp_operator.evidence`,
+:mod:`~scp_operator.cascade`).
 """
 
 from __future__ import annotations
