@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import SecretStr
 
@@ -38,6 +39,38 @@ class Credentials:
             f"Credentials(access_key={self.access_key!r}, secret_key='**********', "
             f"source={self.source!r})"
         )
+
+
+class CredentialSource(Protocol):
+    """What the SCP client signs with: the operator's own keys, or an ScpAccount's."""
+
+    def get(self) -> Credentials:
+        """The credentials for the next request, or raise :class:`CredentialsUnavailable`."""
+        ...
+
+
+class SecretCredentials:
+    """An ScpAccount's keys, as last read from its Secret through the Kubernetes API.
+
+    The account's resolver reads the Secret before each use and calls :meth:`update`, so a
+    rotated key is used from the next request on, with the same connection pool.
+    """
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._current: Credentials | None = None
+        self._problem = f"the keys of {source} have not been read yet"
+
+    def update(self, access_key: str, secret_key: str) -> None:
+        """Use these keys from now on (checked: printable ASCII, no spaces)."""
+        self._current = _checked(
+            Credentials(access_key.strip(), SecretStr(secret_key.strip()), self._source)
+        )
+
+    def get(self) -> Credentials:
+        if self._current is None:
+            raise CredentialsUnavailable(self._problem)
+        return self._current
 
 
 class CredentialsProvider:

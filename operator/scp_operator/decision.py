@@ -65,8 +65,9 @@ class Situation:
     protection_note: str = ""  # set when the annotation's value was not understood (still holds)
     crd: CrdState = CrdState.PRESENT
     spec_error: str | None = None  # the spec cannot be read: which field, and why
+    account_hold: Doubt | None = None  # the object's ScpAccount may not be used (why, in words)
     region_error: str | None = None  # the region names no endpoint of the configured environment
-    sharers: tuple[str, ...] = ()  # other objects naming the same server that block, "ns/name"
+    sharers: tuple[str, ...] = ()  # who else keeps the server, as the owner may see them
     sharers_error: str | None = None  # the API server could not be asked who else names it
     gone_doubt: Doubt | None = None  # a 404 that is not evidence (other endpoint or account)
     outcome: Outcome | None = None  # SCP's answer in this attempt; None: no call made yet
@@ -144,6 +145,8 @@ def decide(s: Situation) -> Decision:
             delay=max(MIN_DELAY, s.timing.hold_recheck),
             warning=True,
         )
+    if s.account_hold is not None:
+        return _hold(s, s.account_hold.reason, s.account_hold.message, s.timing.slow)
     if s.region_error is not None:
         return _hold(
             s,

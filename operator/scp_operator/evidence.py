@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from scp_operator.accounts import same_account
 from scp_operator.constants import FINALIZER
 from scp_operator.decision import Doubt
 from scp_operator.model import DeletionPolicy, protection
@@ -27,9 +28,19 @@ def canonical_id(server_id: str) -> str:
 
 
 def blocking_sharers(
-    own_uid: str, server_id: str, listed: Iterable[Mapping[str, Any]]
+    own_uid: str,
+    server_id: str,
+    listed: Iterable[Mapping[str, Any]],
+    *,
+    account_ref: str | None = None,
+    account_id: str = "",
 ) -> tuple[str, ...]:
     """``namespace/name`` of every other object that keeps ``server_id`` alive.
+
+    Only objects of the same SCP account count (one id in two accounts is two servers): the
+    same ``accountRef``, or the same observed SCP account id (see
+    :func:`scp_operator.accounts.same_account`). ``account_id`` is this object's account id as
+    far as known (configured, else observed).
 
     Another object naming the server blocks its deletion unless it is itself on its way out
     with the same intent: terminating, policy ``Delete`` and not protected. A terminating object
@@ -45,6 +56,9 @@ def blocking_sharers(
         if meta.get("uid") == own_uid:
             continue
         if canonical_id(str(spec.get("serverId") or "")) != wanted:
+            continue
+        seen = ((item.get("status") or {}).get("server") or {}).get("accountId")
+        if not same_account(account_ref, account_id, spec.get("accountRef"), str(seen or "")):
             continue
         ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         if not meta.get("deletionTimestamp"):

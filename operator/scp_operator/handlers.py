@@ -21,7 +21,17 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from scp_operator import cascade, conditions, events, lease, metrics, model, scope
+from scp_operator import (
+    account_checks,
+    accounts,
+    cascade,
+    conditions,
+    events,
+    lease,
+    metrics,
+    model,
+    scope,
+)
 from scp_operator import runtime as runtime_mod
 from scp_operator import settings as settings_mod
 from scp_operator.constants import CRD_NAME, FINALIZER, GROUP, PLURAL, VERSION
@@ -33,6 +43,7 @@ from scp_operator.decision import (
     Situation,
     decide,
 )
+from scp_operator.directory import Refusal, Target
 from scp_operator.evidence import Where, blocking_sharers, gone_doubt
 from scp_operator.kube import KubeReadError
 from scp_operator.model import DeletionPolicy, ServerObservation, VirtualServerSpec, protection
@@ -71,6 +82,7 @@ async def configure(
     memo.lease = await lease.start(loaded.operator, scope.watched())
     runtime = runtime_mod.build(loaded)
     memo.runtime = runtime
+    memo.account_checks = account_checks.start(runtime)
     try:
         memo.metrics_server = await metrics.start_server(loaded.operator.metrics_port)
     except OSError as exc:
@@ -95,6 +107,7 @@ async def configure(
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     """Close the SCP connection pool and the metrics endpoint; give the Lease back last."""
+    await account_checks.stop(memo.get("account_checks"))
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()
@@ -182,12 +195,18 @@ async def observe(
         ready("False", "InvalidSpec", f"the spec cannot be read: {spec_problem(exc)}", True)
         return
     sid = parsed.server_id
+    target = await runtime.accounts.resolve(parsed.account_ref, str(meta.get("namespace")))
+    if isinstance(target, Refusal):
+        # Isolation: nothing is read from SCP; re-checked, since accounts and labels change.
+        ready("False", target.reason, target.message, True)
+        delay = runtime.timing.slow.delay(retry, _rng.random())
+        raise kopf.TemporaryError(target.message, delay=delay)
     try:
-        endpoint = runtime.client.base_url(parsed.region)
+        endpoint = target.client.base_url(parsed.region)
     except EndpointError as exc:
         ready("False", "InvalidRegion", f"{exc}; correct spec.region", True)
         return
-    outcome = await runtime.client.get_server(sid, parsed.region)
+    outcome = await target.client.get_server(sid, parsed.region)
     if outcome.kind is Kind.FOUND:
         observed = describe_body(outcome.body)
         account = (outcome.body or {}).get("account_id")
@@ -319,7 +338,8 @@ async def delete_server(
     every other await, and the DELETE follows with no await in between but the send itself.
     """
     runtime: Runtime = memo.runtime
-    situation, parsed, endpoint = _situation(spec, meta, status, retry, runtime)
+    situation, parsed, target = await _situation(spec, meta, status, retry, runtime)
+    endpoint = situation_endpoint(target, parsed)
     deletion = dict(status.get("deletion") or {})
     decision = decide(situation)
     if decision.action is Action.HOLD:
@@ -328,10 +348,11 @@ async def delete_server(
         situation = dataclasses.replace(situation, crd=await runtime.crd.state())
         decision = decide(situation)
     outcome: Outcome | None = None
-    if decision.action is Action.CALL_DELETE and parsed is not None:
-        async with runtime.client.slot():
+    if decision.action is Action.CALL_DELETE and parsed is not None and target is not None:
+        async with target.client.slot():
             crd, (sharers, sharers_error) = await asyncio.gather(
-                runtime.crd.state(), _sharers(runtime, uid, parsed.server_id)
+                runtime.crd.state(),
+                _sharers(runtime, uid, parsed, target, status, str(meta.get("namespace")), logger),
             )
             bypass = (meta.get("annotations") or {}).get(BYPASS_ANNOTATION) == "true"
             situation = dataclasses.replace(
@@ -344,19 +365,19 @@ async def delete_server(
             decision = decide(situation)
             if decision.action is Action.CALL_DELETE:
                 took = runtime.budget.spend(uid)  # no await between the check and this
-                outcome = await runtime.client.delete_server(
+                outcome = await target.client.delete_server(
                     parsed.server_id, parsed.region, slot_held=True
                 )
                 if took and outcome.kind is not Kind.ACCEPTED:
                     runtime.budget.refund(uid)
-    elif decision.action is Action.CALL_GET and parsed is not None:
-        outcome = await runtime.client.get_server(parsed.server_id, parsed.region)
+    elif decision.action is Action.CALL_GET and parsed is not None and target is not None:
+        outcome = await target.client.get_server(parsed.server_id, parsed.region)
     if outcome is not None:
         action = decision.action
         deletion = _record(deletion, action, outcome)
         doubt = None
-        if outcome.kind is Kind.GONE:
-            doubt = await _gone_doubt(runtime, status, endpoint, parsed)
+        if outcome.kind is Kind.GONE and target is not None:
+            doubt = await _gone_doubt(target, status, endpoint, parsed)
         decision = decide(
             dataclasses.replace(
                 situation,
@@ -386,10 +407,11 @@ async def delete_server(
     metrics.DELETIONS.labels(decision.reason).inc()
 
 
-def _situation(
+async def _situation(
     spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, retry: int, runtime: Runtime
-) -> tuple[Situation, VirtualServerSpec | None, str]:
-    """The facts known without asking anyone: spec, policy, annotations, settings, status."""
+) -> tuple[Situation, VirtualServerSpec | None, Target | None]:
+    """The facts known without asking SCP: spec, policy, annotations, settings, status, and
+    the object's account (read from the API server now; None when there is none to use)."""
     op = runtime.settings.operator
     shield = protection(meta.get("annotations"))
     deletion = status.get("deletion") or {}
@@ -414,33 +436,74 @@ def _situation(
             spec_error=spec_problem(exc),
             **common,
         )
-        return situation, None, ""
-    try:
-        endpoint, region_error = runtime.client.base_url(parsed.region), None
-    except EndpointError as exc:
-        endpoint, region_error = "", str(exc)
+        return situation, None, None
+    if parsed.deletion_policy is DeletionPolicy.ORPHAN:
+        return (
+            Situation(server_id=parsed.server_id, policy=parsed.deletion_policy, **common),
+            (parsed),
+            None,
+        )
+    resolved = await runtime.accounts.resolve(parsed.account_ref, str(meta.get("namespace")))
+    target: Target | None = None
+    account_hold = region_error = None
+    if isinstance(resolved, Refusal):
+        account_hold = Doubt(resolved.reason, resolved.message)
+    else:
+        target = resolved
+        try:
+            target.client.base_url(parsed.region)
+        except EndpointError as exc:
+            region_error = str(exc)
     situation = Situation(
         server_id=parsed.server_id,
         policy=parsed.deletion_policy,
+        account_hold=account_hold,
         region_error=region_error,
         **common,
     )
-    return situation, parsed, endpoint
+    return situation, parsed, target
+
+
+def situation_endpoint(target: Target | None, parsed: VirtualServerSpec | None) -> str:
+    """The base URL the object's calls go to ("" when none can be made)."""
+    if target is None or parsed is None:
+        return ""
+    try:
+        return target.client.base_url(parsed.region)
+    except EndpointError:
+        return ""
 
 
 async def _sharers(
-    runtime: Runtime, uid: str, server_id: str
+    runtime: Runtime,
+    uid: str,
+    parsed: VirtualServerSpec,
+    target: Target,
+    status: kopf.Status,
+    namespace: str,
+    logger: Any,
 ) -> tuple[tuple[str, ...], str | None]:
-    """Other objects that keep the server alive, asked of the API server now."""
+    """Other objects of the same account that keep the server alive, asked of the API server
+    now; shown as this object's owner may see them (other namespaces counted, not named)."""
     try:
-        listed = await runtime.crd.naming(server_id)
+        listed = await runtime.crd.naming(parsed.server_id)
     except KubeReadError as exc:
         return (), str(exc)
-    return blocking_sharers(uid, server_id, listed), None
+    observed = str((status.get("server") or {}).get("accountId") or "")
+    refs = blocking_sharers(
+        uid,
+        parsed.server_id,
+        listed,
+        account_ref=parsed.account_ref,
+        account_id=target.account_id or observed,
+    )
+    if refs:
+        logger.info("Server %s is also named by %s", parsed.server_id, ", ".join(refs))
+    return accounts.shown_refs(refs, namespace), None
 
 
 async def _gone_doubt(
-    runtime: Runtime, status: kopf.Status, endpoint: str, parsed: VirtualServerSpec | None
+    target: Target, status: kopf.Status, endpoint: str, parsed: VirtualServerSpec | None
 ) -> Doubt | None:
     """Why this 404 is not evidence (see :func:`scp_operator.evidence.gone_doubt`), if it is not."""
     seen = status.get("server") or {}
@@ -449,10 +512,10 @@ async def _gone_doubt(
         if seen.get("endpoint")
         else None
     )
-    calling = Where(endpoint, runtime.settings.scp.account_id)
+    calling = Where(endpoint, target.account_id)
     listed: tuple[str, ...] | None = None
     if observed is not None and observed.account and not calling.account:
-        probe = await runtime.client.list_servers_probe(parsed.region if parsed else None)
+        probe = await target.client.list_servers_probe(parsed.region if parsed else None)
         servers = (probe.body or {}).get("servers") if probe.kind is Kind.FOUND else None
         if isinstance(servers, list):
             listed = tuple(

@@ -120,6 +120,14 @@ class CrdReader:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
 
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call of the official client in this reader's thread pool."""
+        return await self._run(fn, *args)
+
+    def api_client(self) -> Any:
+        """The official client's ``ApiClient`` (configuration loaded once)."""
+        return self._client().api_client
+
     def _objects(self) -> Any:
         import kubernetes
 

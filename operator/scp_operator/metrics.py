@@ -17,13 +17,15 @@ logger = logging.getLogger(__name__)
 
 SCP_REQUESTS = Counter(
     "scp_operator_scp_requests_total",
-    "SCP API requests by method and HTTP status code (code=error: no answer).",
-    ["method", "code"],
+    "SCP API requests by account (ScpAccount name, or default), method and HTTP status code "
+    "(code=error: no answer).",
+    ["account", "method", "code"],
 )
 SCP_LATENCY = Histogram(
     "scp_operator_scp_request_duration_seconds",
-    "SCP API request latency, including time spent waiting for the request limiter.",
-    ["method"],
+    "SCP API request latency by account and method, including time spent waiting for the "
+    "request limiter.",
+    ["account", "method"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SCP_IN_FLIGHT = Gauge("scp_operator_scp_requests_in_flight", "SCP requests in flight now.")

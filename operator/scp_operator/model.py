@@ -37,6 +37,12 @@ class VirtualServerSpec(_Camel):
     server_id: str = Field(alias="serverId", pattern=UUID_PATTERN)
     region: str | None = Field(default=None, pattern=REGION_PATTERN)
     deletion_policy: DeletionPolicy = Field(default=DeletionPolicy.DELETE, alias="deletionPolicy")
+    account_ref: str | None = Field(
+        default=None,
+        alias="accountRef",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+    )
 
     @field_validator("server_id")
     @classmethod

@@ -10,7 +10,9 @@ from scp_operator import metrics
 from scp_operator.backoff import Schedule
 from scp_operator.credentials import CredentialsProvider
 from scp_operator.decision import Timing
+from scp_operator.directory import AccountDirectory
 from scp_operator.kube import CrdReader
+from scp_operator.kube_accounts import AccountReader
 from scp_operator.limits import DeletionBudget, RequestLimiter
 from scp_operator.metrics import BlockedTracker
 from scp_operator.scp import versions
@@ -22,17 +24,24 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class Runtime:
-    """What every handler needs: settings, the SCP client, the CRD reader and the schedules."""
+    """What every handler needs: settings, the SCP clients, the Kubernetes readers, schedules.
+
+    ``client`` is the operator's own account (its ``SCP_*`` settings); ``accounts`` resolves an
+    object's ``spec.accountRef`` to the client of that ScpAccount (or to ``client`` for none).
+    """
 
     settings: Settings
     client: ScpClient
     crd: CrdReader
     timing: Timing
     budget: DeletionBudget
+    accounts: AccountDirectory
+    account_reader: AccountReader
     blocked: BlockedTracker = dataclasses.field(default_factory=BlockedTracker)
 
     async def aclose(self) -> None:
         """Release network resources."""
+        await self.accounts.aclose()
         await self.client.aclose()
 
 
@@ -61,7 +70,17 @@ def build(settings: Settings) -> Runtime:
         confirm_poll=op.confirm_poll_interval,
     )
     budget = DeletionBudget(op.max_deletions_per_window, op.deletion_window)
-    return Runtime(settings=settings, client=client, crd=CrdReader(), timing=timing, budget=budget)
+    crd = CrdReader()
+    reader = AccountReader(crd)
+    return Runtime(
+        settings=settings,
+        client=client,
+        crd=crd,
+        timing=timing,
+        budget=budget,
+        accounts=AccountDirectory(settings, client, reader),
+        account_reader=reader,
+    )
 
 
 async def check_api_version(client: ScpClient, today: datetime.date | None = None) -> str | None:

@@ -179,6 +179,13 @@ class OperatorSettings(BaseSettings):
         description="Seconds a Lease lasts unrenewed; renewed every third of it.",
     )
 
+    account_recheck_interval: float = Field(
+        300.0,
+        ge=5,
+        le=86400,
+        description="Seconds between re-checks of each ScpAccount's keys (status.conditions).",
+    )
+
     @model_validator(mode="after")
     def _caps(self) -> OperatorSettings:
         if self.backoff_cap < self.backoff_base:

@@ -114,3 +114,54 @@ app.kubernetes.io/part-of: scp-operator
 {{- .Values.lease.name }}
 {{- end }}
 {{- end }}
+
+{{/* The ScpAccounts of the accounts value, validated, with the Secret's namespace defaulted to the
+     release namespace (a JSON list). */}}
+{{- define "scp-operator.accounts" -}}
+{{- $accounts := list }}
+{{- $names := list }}
+{{- range .Values.accounts }}
+{{- if has .name $names }}
+{{- fail (printf "accounts: the account name %q is used twice" .name) }}
+{{- end }}
+{{- $names = append $names .name }}
+{{- $ref := .credentialsSecretRef }}
+{{- $secret := dict "namespace" (default $.Release.Namespace $ref.namespace) "name" $ref.name "accessKeyKey" (default "access-key" $ref.accessKeyKey) "secretKeyKey" (default "secret-key" $ref.secretKeyKey) }}
+{{- $accounts = append $accounts (merge (dict "credentialsSecretRef" $secret) (omit . "credentialsSecretRef")) }}
+{{- end }}
+{{- $accounts | toJson }}
+{{- end }}
+
+{{/* Every Secret the operator may get: those of the accounts value and of accountSecrets, each
+     once, as a JSON list of {namespace, name} sorted by namespace/name. */}}
+{{- define "scp-operator.accountSecrets" -}}
+{{- $seen := dict }}
+{{- range (include "scp-operator.accounts" . | fromJsonArray) }}
+{{- $ref := .credentialsSecretRef }}
+{{- $_ := set $seen (printf "%s/%s" $ref.namespace $ref.name) (dict "namespace" $ref.namespace "name" $ref.name) }}
+{{- end }}
+{{- range .Values.accountSecrets }}
+{{- $namespace := default $.Release.Namespace .namespace }}
+{{- $_ := set $seen (printf "%s/%s" $namespace .name) (dict "namespace" $namespace "name" .name) }}
+{{- end }}
+{{- $secrets := list }}
+{{- range (keys $seen | sortAlpha) }}
+{{- $secrets = append $secrets (get $seen .) }}
+{{- end }}
+{{- $secrets | toJson }}
+{{- end }}
+
+{{/* The namespaces the admission policies act in: the watched ones, or all (empty). */}}
+{{- define "scp-operator.admissionMatchResources" -}}
+{{- $namespaces := include "scp-operator.watchNamespaces" . | fromJsonArray }}
+{{- if $namespaces }}
+matchResources:
+  # Only where this release's operator acts (watchNamespaces): elsewhere another release, or
+  # none, serves the objects.
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values: {{ $namespaces | sortAlpha | toJson }}
+{{- end }}
+{{- end }}

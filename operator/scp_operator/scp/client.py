@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from scp_operator import metrics
-from scp_operator.credentials import CredentialsProvider, CredentialsUnavailable
+from scp_operator.credentials import CredentialSource, CredentialsUnavailable
 from scp_operator.limits import RequestLimiter
 from scp_operator.scp import endpoints, outcomes, signing, versions
 from scp_operator.scp.outcomes import Kind, Outcome
@@ -52,7 +52,7 @@ class ScpClient:
     def __init__(
         self,
         *,
-        credentials: CredentialsProvider,
+        credentials: CredentialSource,
         base_url: Callable[[str | None], str],
         api_version: str,
         account_id: str = "",
@@ -63,7 +63,9 @@ class ScpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         limiter: RequestLimiter | None = None,
+        account: str = "default",
     ) -> None:
+        self.account = account  # label of this client's metrics: an ScpAccount name or default
         self._credentials = credentials
         self._base_url = base_url
         self.api_version = api_version
@@ -172,7 +174,7 @@ class ScpClient:
         return await self._signed("GET", url)
 
     @property
-    def credentials(self) -> CredentialsProvider:
+    def credentials(self) -> CredentialSource:
         """The provider this client signs with."""
         return self._credentials
 
@@ -198,14 +200,14 @@ class ScpClient:
                 finally:
                     await response.aclose()
         except (httpx.HTTPError, TimeoutError) as exc:
-            metrics.SCP_REQUESTS.labels("GET", "error").inc()
+            metrics.SCP_REQUESTS.labels(self.account, "GET", "error").inc()
             words = (
                 "SCP did not answer in time"
                 if isinstance(exc, TimeoutError)
                 else (_transport_words(exc))
             )
             raise ValueError(f"cannot reach {url}: {words}") from None
-        metrics.SCP_REQUESTS.labels("GET", str(response.status_code)).inc()
+        metrics.SCP_REQUESTS.labels(self.account, "GET", str(response.status_code)).inc()
         if response.status_code != 200:
             raise ValueError(f"{url} answered {response.status_code}")
         try:
@@ -282,14 +284,14 @@ class ScpClient:
                 finally:
                     metrics.SCP_IN_FLIGHT.dec()
         except httpx.HTTPError as exc:
-            metrics.SCP_REQUESTS.labels(method, "error").inc()
+            metrics.SCP_REQUESTS.labels(self.account, method, "error").inc()
             return Outcome(Kind.UNAVAILABLE, None, _transport_words(exc))
         except TimeoutError:
-            metrics.SCP_REQUESTS.labels(method, "error").inc()
+            metrics.SCP_REQUESTS.labels(self.account, method, "error").inc()
             return Outcome(Kind.UNAVAILABLE, None, "SCP did not answer in time")
         finally:
-            metrics.SCP_LATENCY.labels(method).observe(time.monotonic() - started)
-        metrics.SCP_REQUESTS.labels(method, str(response.status_code)).inc()
+            metrics.SCP_LATENCY.labels(self.account, method).observe(time.monotonic() - started)
+        metrics.SCP_REQUESTS.labels(self.account, method, str(response.status_code)).inc()
         outcome = _to_outcome(method, response, content, note)
         logger.debug("SCP %s %s -> %s", method, url, outcome.describe())
         return outcome

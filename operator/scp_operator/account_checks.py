@@ -1,0 +1,216 @@
+"""ScpAccount status: do its keys work, which namespaces may use it, how many objects use it.
+
+Each account is checked when it changes (a new generation) and again every
+``SCP_OPERATOR_ACCOUNT_RECHECK_INTERVAL`` seconds, by one background loop started with the
+operator (the loop writes status only; events are posted when an account changes, from Kopf's
+handler). A check reads the Secret, makes one signed read (``GET /v1/servers?size=1``), counts
+the admitted namespaces and the objects naming the account, and writes ``status``: conditions
+``Ready`` (CredentialsValid, SecretNotFound, SecretForbidden, SecretKeyMissing, Unauthorized,
+Forbidden, Unreachable, InvalidRegion, AccountInvalid) and ``NamespacesAdmitted``.
+
+Not a Kopf timer: timers and daemons make Kopf put a finalizer on every ScpAccount, which would
+outlive an uninstalled operator; a status check needs none. The status is for the cluster admin
+(the ScpAccount is cluster-scoped); it may name the Secret, never its content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from scp_operator import accounts, conditions, events
+from scp_operator.accounts import AccountInvalid, AccountSpec
+from scp_operator.constants import GROUP, VERSION
+from scp_operator.directory import Refusal
+from scp_operator.kube import KubeReadError
+from scp_operator.kube_accounts import SecretProblem
+from scp_operator.runtime import Runtime
+from scp_operator.scp.endpoints import EndpointError
+from scp_operator.scp.outcomes import Kind
+
+logger = logging.getLogger(__name__)
+
+#: Condition reasons for each outcome of the signed read.
+READ_REASONS = {
+    Kind.FOUND: "CredentialsValid",
+    Kind.UNAUTHORIZED: "Unauthorized",
+    Kind.FORBIDDEN: "Forbidden",
+    Kind.NO_CREDENTIALS: "SecretKeyMissing",
+}
+
+
+async def check(runtime: Runtime, body: dict[str, Any]) -> dict[str, Any]:
+    """Check one account and return the status to write (conditions merged with the old ones)."""
+    meta, old = body.get("metadata") or {}, body.get("status") or {}
+    name, generation = str(meta.get("name")), meta.get("generation")
+    reader = runtime.account_reader
+    ready: tuple[str, str, str]
+    admitted: tuple[str, str, str] | None = None
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "lastCheckTime": conditions.now_iso(),
+    }
+    try:
+        spec = accounts.parse(body.get("spec") or {})
+    except AccountInvalid as exc:
+        ready = ("False", "AccountInvalid", f"the spec cannot be used: {exc}")
+    else:
+        ready = await _signed_read(runtime, name, spec, status)
+        admitted = await _admitted(runtime, spec, status)
+    try:
+        status["objects"] = await reader.users(name)
+    except KubeReadError as exc:
+        logger.warning("ScpAccount %s: cannot count its objects: %s", name, exc)
+    current = old.get("conditions")
+    current = conditions.set_condition(
+        current,
+        type="Ready",
+        status=ready[0],
+        reason=ready[1],
+        message=ready[2],
+        generation=generation,
+    )
+    if admitted is not None:
+        current = conditions.set_condition(
+            current,
+            type="NamespacesAdmitted",
+            status=admitted[0],
+            reason=admitted[1],
+            message=admitted[2],
+            generation=generation,
+        )
+    status["conditions"] = current
+    return status
+
+
+async def _signed_read(
+    runtime: Runtime, name: str, spec: AccountSpec, status: dict[str, Any]
+) -> tuple[str, str, str]:
+    try:
+        status["endpoint"] = accounts.service_url(spec, None)
+    except EndpointError as exc:
+        return ("False", "InvalidRegion", f"{exc}; correct spec.region or spec.environment")
+    ref = spec.credentials_secret_ref
+    try:
+        await runtime.account_reader.secret_keys(
+            ref.namespace, ref.name, ref.access_key_key, ref.secret_key_key
+        )
+    except SecretProblem as exc:
+        return ("False", exc.reason, str(exc))
+    except KubeReadError as exc:
+        return ("Unknown", "SecretUnreadable", str(exc))
+    target = await runtime.accounts.client_for(name, spec)
+    if isinstance(target, Refusal):
+        return (
+            "False",
+            "SecretMalformed",
+            f"Secret {ref}: the keys hold characters a key cannot have",
+        )
+    outcome = await target.client.list_servers_probe()
+    reason = READ_REASONS.get(outcome.kind, "Unreachable")
+    if outcome.kind is Kind.FOUND:
+        return ("True", reason, f"a signed read at {status['endpoint']} succeeded")
+    hint = {
+        Kind.UNAUTHORIZED: "wrong keys in the Secret, a wrong accountId, or a skewed clock",
+        Kind.FORBIDDEN: "the key lacks IAM permission for virtual servers",
+    }.get(outcome.kind, "see SCP's answer")
+    return (
+        "False",
+        reason,
+        f"a signed read at {status['endpoint']} failed: {outcome.describe()} ({hint})",
+    )
+
+
+async def _admitted(
+    runtime: Runtime, spec: AccountSpec, status: dict[str, Any]
+) -> tuple[str, str, str]:
+    reader = runtime.account_reader
+    try:
+        names = set()
+        if spec.namespace_selector is not None:
+            names |= set(await reader.namespaces(spec.namespace_selector.as_query() or None))
+        if spec.namespaces:
+            existing = set(await reader.namespaces(None))
+            names |= existing & set(spec.namespaces)
+    except KubeReadError as exc:
+        return ("Unknown", "NamespacesUnreadable", f"cannot list namespaces: {exc}")
+    status["admittedNamespaces"] = len(names)
+    if not names:
+        return (
+            "False",
+            "NoNamespaceAdmitted",
+            "no existing namespace matches spec.namespaces or spec.namespaceSelector: no "
+            "VirtualServer can use this account",
+        )
+    shown = ", ".join(sorted(names)[:10]) + (", ..." if len(names) > 10 else "")
+    return ("True", "NamespacesAdmitted", f"{len(names)} namespace(s) admitted: {shown}")
+
+
+async def check_and_write(runtime: Runtime, body: dict[str, Any]) -> dict[str, Any]:
+    """Check one account and write its status; returns the Ready condition."""
+    name = str((body.get("metadata") or {}).get("name"))
+    status = await check(runtime, body)
+    try:
+        await runtime.account_reader.write_status(name, status)
+    except KubeReadError as exc:
+        logger.warning("ScpAccount %s: cannot write status: %s", name, exc)
+    ready: dict[str, Any] = next(c for c in status["conditions"] if c["type"] == "Ready")
+    if ready["status"] != "True":
+        logger.warning(
+            "ScpAccount %s is not ready: %s: %s", name, ready["reason"], ready["message"]
+        )
+    return ready
+
+
+async def loop(runtime: Runtime) -> None:
+    """Re-check every account, forever (cancelled at shutdown)."""
+    interval = runtime.settings.operator.account_recheck_interval
+    while True:
+        try:
+            for body in await runtime.account_reader.accounts():
+                await check_and_write(runtime, body)
+        except KubeReadError as exc:
+            logger.warning("Cannot list ScpAccounts: %s", exc)
+        except Exception:  # the loop must survive anything one account does
+            logger.exception("ScpAccount check failed")
+        await asyncio.sleep(interval)
+
+
+def start(runtime: Runtime) -> asyncio.Task[None]:
+    return asyncio.create_task(loop(runtime), name="scp-account-checks")
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _changed(body: kopf.Body, **_: Any) -> bool:
+    """Only a new generation (not our own status write) triggers an immediate check."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return bool(observed != body.get("metadata", {}).get("generation"))
+
+
+@kopf.on.event(GROUP, VERSION, accounts.GROUP_PLURAL, id="account-check", when=_changed)
+async def on_account_change(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """An account was created or its spec changed: check it now, not at the next round."""
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None or type == "DELETED":
+        return
+    ready = await check_and_write(runtime, dict(body))
+    if ready["status"] != "True":  # events are posted from Kopf's handlers (its event queue)
+        events.post(
+            body,
+            memo,
+            warning=True,
+            reason=ready["reason"],
+            message=ready["message"],
+            repeat_interval=runtime.settings.operator.event_repeat_interval,
+        )
