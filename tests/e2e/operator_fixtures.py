@@ -18,6 +18,7 @@ from scp_testenv.operator_process import OperatorProcess
 from tests.conftest import REPO
 
 CRD_FILE = REPO / "crds" / f"{constants.CRD_NAME}.yaml"
+ACCOUNT_CRD_FILE = REPO / "crds" / "scpaccounts.virtualserver.scp.dev.yaml"
 FAST = {
     "SCP_OPERATOR_BACKOFF_BASE": "1",
     "SCP_OPERATOR_BACKOFF_CAP": "2",
@@ -46,9 +47,13 @@ def wait_for(check: Callable[[], Any], within: float = 60.0, what: str = "") -> 
 
 @pytest.fixture(scope="session")
 def crd(control_plane: ControlPlane) -> None:
-    control_plane.kubectl("apply", "-f", str(CRD_FILE))
+    control_plane.kubectl("apply", "-f", str(CRD_FILE), "-f", str(ACCOUNT_CRD_FILE))
     control_plane.kubectl(
-        "wait", "--for=condition=Established", f"crd/{constants.CRD_NAME}", "--timeout=60s"
+        "wait",
+        "--for=condition=Established",
+        f"crd/{constants.CRD_NAME}",
+        "crd/scpaccounts.virtualserver.scp.dev",
+        "--timeout=60s",
     )
 
 

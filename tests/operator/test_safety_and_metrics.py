@@ -107,8 +107,8 @@ async def test_metrics_endpoint_counts_requests_and_outcomes(
         )
         async with httpx.AsyncClient() as http:
             text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-    assert 'scp_operator_scp_requests_total{code="202",method="DELETE"}' in text
-    assert 'scp_operator_scp_requests_total{code="409",method="DELETE"}' in text
+    assert 'scp_operator_scp_requests_total{account="default",code="202",method="DELETE"}' in text
+    assert 'scp_operator_scp_requests_total{account="default",code="409",method="DELETE"}' in text
     assert 'scp_operator_deletions_total{outcome="DeleteAccepted"}' in text
     # the registry is process-wide: other tests' held objects count too, so compare to before
     assert _value(text, 'scp_operator_blocked_objects{reason="Conflict"}') == blocked_before + 1
