@@ -20,6 +20,7 @@ from scp_operator import settings as settings_mod
 from scp_operator.credentials import CredentialsUnavailable
 from scp_operator.model import UUID_PATTERN
 from scp_operator.scp import versions
+from scp_operator.scp.client import ScpClient
 from scp_operator.scp.outcomes import Kind
 
 EXIT_FAILURE = 1
@@ -74,51 +75,112 @@ def run(kopf_args: Sequence[str]) -> None:
 
 
 @cli.command()
-def check() -> None:
+@click.option(
+    "--account",
+    "account",
+    default=None,
+    metavar="NAME",
+    help="Check the ScpAccount NAME (its Secret, endpoint and keys, read through the current "
+    "kubeconfig) instead of the operator's own SCP_* account.",
+)
+def check(account: str | None) -> None:
     """Prove settings, credentials, endpoint, API version and clock with one signed read."""
     loaded = _settings()
-    click.echo(f"ok    settings: endpoint {loaded.scp.service_url()}, API {loaded.scp.api_version}")
-    failures = asyncio.run(_check(loaded))
+    if account is None:
+        click.echo(
+            f"ok    settings: endpoint {loaded.scp.service_url()}, API {loaded.scp.api_version}"
+        )
+    failures = asyncio.run(_check(loaded, account))
     if failures:
         _fail(f"{failures} check(s) failed")
     click.echo("all checks passed")
 
 
-async def _check(loaded: settings_mod.Settings) -> int:
+async def _check(loaded: settings_mod.Settings, account: str | None = None) -> int:
     runtime = runtime_mod.build(loaded)
-    failures = 0
     try:
-        try:
-            creds = runtime.client.credentials.get()
-            click.echo(f"ok    credentials: from {creds.source}")
-        except CredentialsUnavailable as exc:
-            click.echo(f"FAIL  credentials: {exc}")
-            return 1
-        try:
-            table = await runtime.client.list_versions()
-            click.echo(f"ok    endpoint: answers with versions {', '.join(sorted(table))}")
-        except ValueError as exc:
-            click.echo(f"FAIL  endpoint: {exc}")
-            failures += 1
-            table = dict(versions.BUILTIN)
-        warning = versions.support_warning(loaded.scp.api_version, table, _today())
-        click.echo(
-            f"WARN  api version: {warning}"
-            if warning
-            else f"ok    api version: {loaded.scp.api_version} is supported"
-        )
-        outcome = await runtime.client.list_servers_probe()
-        if outcome.kind is Kind.FOUND:
-            click.echo("ok    signed read: credentials accepted, clock within SCP's window")
-        else:
-            hint = {
-                Kind.UNAUTHORIZED: "wrong keys, or the clock is skewed",
-                Kind.FORBIDDEN: "the key lacks IAM permission for virtual servers",
-            }.get(outcome.kind, "see the answer")
-            click.echo(f"FAIL  signed read: {outcome.describe()} ({hint})")
-            failures += 1
+        if account is None:
+            return await _prove(runtime.client)
+        client = await _account_client(runtime, account)
+        return 1 if client is None else await _prove(client)
     finally:
         await runtime.aclose()
+
+
+async def _account_client(runtime: runtime_mod.Runtime, name: str) -> ScpClient | None:
+    """The ScpAccount's client, printing what was found on the way (None: a check failed)."""
+    from scp_operator import accounts
+    from scp_operator.directory import Refusal
+    from scp_operator.kube import KubeReadError
+    from scp_operator.kube_accounts import SecretProblem
+
+    reader = runtime.account_reader
+    try:
+        body = await reader.account(name)
+    except KubeReadError as exc:
+        click.echo(f"FAIL  account: cannot read ScpAccount {name}: {exc}")
+        return None
+    except Exception as exc:  # no kubeconfig, unreachable API server
+        click.echo(f"FAIL  account: cannot reach the Kubernetes API: {type(exc).__name__}")
+        return None
+    if body is None:
+        click.echo(f"FAIL  account: ScpAccount {name} does not exist")
+        return None
+    try:
+        spec = accounts.parse(body.get("spec") or {})
+        where = accounts.service_url(spec, None)
+    except (accounts.AccountInvalid, ValueError) as exc:
+        click.echo(f"FAIL  account: ScpAccount {name} cannot be used: {exc}")
+        return None
+    version = spec.api_version or runtime.settings.scp.api_version
+    click.echo(
+        f"ok    account: {name}, endpoint {where}, API {version}, "
+        f"account id {spec.account_id or '(not set)'}"
+    )
+    ref = spec.credentials_secret_ref
+    try:
+        await reader.secret_keys(ref.namespace, ref.name, ref.access_key_key, ref.secret_key_key)
+    except (SecretProblem, KubeReadError) as exc:
+        click.echo(f"FAIL  credentials: {exc}")
+        return None
+    target = await runtime.accounts.client_for(name, spec)
+    if isinstance(target, Refusal):
+        click.echo(f"FAIL  credentials: {target.message}")
+        return None
+    return target.client
+
+
+async def _prove(client: ScpClient) -> int:
+    failures = 0
+    try:
+        creds = client.credentials.get()
+        click.echo(f"ok    credentials: from {creds.source}")
+    except CredentialsUnavailable as exc:
+        click.echo(f"FAIL  credentials: {exc}")
+        return 1
+    try:
+        table = await client.list_versions()
+        click.echo(f"ok    endpoint: answers with versions {', '.join(sorted(table))}")
+    except ValueError as exc:
+        click.echo(f"FAIL  endpoint: {exc}")
+        failures += 1
+        table = dict(versions.BUILTIN)
+    warning = versions.support_warning(client.api_version, table, _today())
+    click.echo(
+        f"WARN  api version: {warning}"
+        if warning
+        else f"ok    api version: {client.api_version} is supported"
+    )
+    outcome = await client.list_servers_probe()
+    if outcome.kind is Kind.FOUND:
+        click.echo("ok    signed read: credentials accepted, clock within SCP's window")
+    else:
+        hint = {
+            Kind.UNAUTHORIZED: "wrong keys, or the clock is skewed",
+            Kind.FORBIDDEN: "the key lacks IAM permission for virtual servers",
+        }.get(outcome.kind, "see the answer")
+        click.echo(f"FAIL  signed read: {outcome.describe()} ({hint})")
+        failures += 1
     return failures
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,11 +52,24 @@ def values_file(directory: Path, name: str, values: Mapping[str, Any]) -> Path:
     return path
 
 
+#: What ``helm template`` must be told to render the MutatingAdmissionPolicy (Helm's offline
+#: capabilities name API groups, not kinds; a real install reads the API server's discovery).
+WITH_MUTATING_POLICY = ("--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy")
+
+
 def render(
-    cp: ControlPlane, values: Path, *, release: str = "scp", namespace: str = "scp-system"
+    cp: ControlPlane,
+    values: Path,
+    *,
+    release: str = "scp",
+    namespace: str = "scp-system",
+    extra: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """``helm template`` with a values file; the manifests as dicts (hooks included)."""
-    out = cp.helm("template", release, str(CHART), "-n", namespace, "-f", str(values)).stdout
+    """``helm template`` with a values file (and ``extra`` flags); the manifests as dicts (hooks
+    included)."""
+    out = cp.helm(
+        "template", release, str(CHART), "-n", namespace, "-f", str(values), *extra
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 

@@ -244,9 +244,13 @@ def test_each_object_is_read_and_deleted_through_its_own_account_and_the_default
     assert scp_calls(b, sid_b).count("DELETE") == 1
     assert scp_calls(emulator, sid_default).count("DELETE") == 1
     # nothing crossed accounts: no emulator saw another account's server id
-    assert scp_calls(b, sid_a) == [] and scp_calls(emulator, sid_a) == []
-    assert scp_calls(a, sid_b) == [] and scp_calls(emulator, sid_b) == []
-    assert scp_calls(a, sid_default) == [] and scp_calls(b, sid_default) == []
+    for emu, sids in (
+        (b, (sid_a, sid_default)),
+        (a, (sid_b, sid_default)),
+        (emulator, (sid_a, sid_b)),
+    ):
+        for sid in sids:
+            assert scp_calls(emu, sid) == []
     _assert_no_secret_leaks(control_plane, proc, [cluster.ns, team_b], accts, a, b)
 
 
@@ -502,3 +506,53 @@ def test_bad_accounts_get_a_clear_condition_and_delete_nothing(
     cluster.delete("web")
     wait_for(lambda: cluster.reason("web") == "AccountCredentialsUnavailable", what="held: no keys")
     assert scp_calls(a, sid) == []
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def test_check_account_proves_one_account_and_names_what_fails(
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    two_accounts: tuple[Account, Account],
+    accts: Accounts,
+) -> None:
+    import os
+    import subprocess
+
+    from scp_testenv.operator_process import operator_executable
+
+    a, b = two_accounts
+    accts.create(a, namespaces=[cluster.ns])
+    accts.secret(b.name, **{"access-key": b.access_key, "secret-key": "wrong"})
+    accts.create(b, secret=b.name, namespaces=[cluster.ns])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCP_") and k != "KUBECONFIG"}
+    env |= {"KUBECONFIG": str(control_plane.kubeconfig), "SCP_ENDPOINT": "http://127.0.0.1:9"}
+
+    def check(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [operator_executable(), "check", "--account", name],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    good = check(a.name)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert f"ok    account: {a.name}, endpoint {a.emu.url}" in good.stdout
+    assert "ok    signed read" in good.stdout
+    assert "all checks passed" in good.stdout
+
+    wrong = check(b.name)
+    assert wrong.returncode == 1
+    assert "FAIL  signed read" in wrong.stdout
+    assert "wrong keys" in wrong.stdout
+
+    missing = check(f"absent-{uuid.uuid4().hex[:6]}")
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stdout
+    for result in (good, wrong, missing):
+        assert a.secret_key not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr

@@ -6,6 +6,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,11 +46,21 @@ def _doc_table() -> dict[str, str]:
     return table
 
 
-def test_chart_crd_is_a_byte_identical_copy() -> None:
-    original = (REPO / "crds" / CRD_FILE).read_bytes()
-    copy = (CHART / "crds" / CRD_FILE).read_bytes()
-    assert copy == original, f"run: cp crds/{CRD_FILE} helm/scp-operator/crds/"
-    assert [p.name for p in (CHART / "crds").iterdir()] == [CRD_FILE]
+def _crd_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("name", _crd_files(REPO / "crds"))
+def test_chart_crd_is_a_byte_identical_copy(name: str) -> None:
+    original = (REPO / "crds" / name).read_bytes()
+    copy = CHART / "crds" / name
+    assert copy.is_file(), f"run: cp crds/{name} helm/scp-operator/crds/"
+    assert copy.read_bytes() == original, f"run: cp crds/{name} helm/scp-operator/crds/"
+
+
+def test_chart_ships_exactly_the_repositorys_crds() -> None:
+    assert CRD_FILE in _crd_files(REPO / "crds")
+    assert _crd_files(CHART / "crds") == _crd_files(REPO / "crds")
 
 
 def test_install_doc_documents_every_value_with_its_default() -> None:
