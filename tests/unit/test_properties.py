@@ -108,6 +108,16 @@ def situations(draw: st.DrawFn, timing: st.SearchStrategy[Timing] | None = None)
         region_error=draw(st.none() | st.just("region 'kr-south1' does not exist")),
         sharers_error=draw(st.none() | st.just("LIST virtualservers answered HTTP 500")),
         gone_doubt=draw(st.none() | st.just(Doubt("EndpointChanged", "seen elsewhere"))),
+        account_hold=draw(
+            st.none()
+            | st.sampled_from(
+                [
+                    Doubt("AccountNotAdmitted", "ScpAccount a does not admit namespace x"),
+                    Doubt("AccountNotFound", "ScpAccount a does not exist"),
+                    Doubt("AccountCredentialsUnavailable", "the keys cannot be read"),
+                ]
+            )
+        ),
     )
 
 
@@ -163,6 +173,7 @@ def test_blockers_never_lead_to_a_delete_call(s: Situation) -> None:
         or s.spec_error is not None
         or s.region_error is not None
         or s.sharers_error is not None
+        or s.account_hold is not None  # isolation: no SCP call for an account that refuses
     )
     if blocked:
         assert d.action is not Action.CALL_DELETE, (s, d)
