@@ -268,7 +268,7 @@ def test_a_virtualserver_created_without_the_finalizer_gets_it(admission: Admiss
     name = manifest["metadata"]["name"]
     stored = charts.get_json(cp, "virtualserver", name, "-n", namespace)
     assert stored["metadata"]["finalizers"] == [constants.FINALIZER]
-    assert stored["spec"] == manifest["spec"]
+    assert stored["spec"] == {**manifest["spec"], "deletionPolicy": "Delete"}  # CRD default
     # CREATE only: the operator's own patch removing the finalizer (an UPDATE) is not refused,
     # and the object can go.
     cp.kubectl(
@@ -348,7 +348,7 @@ def test_objects_without_an_account_ref_are_not_looked_at(admission: Admission) 
     cp, namespace = admission.cp, admission.namespaces["b"]
     manifest = _virtual_server(namespace)
     stored = _created(cp, manifest)
-    assert stored["spec"] == manifest["spec"]
+    assert stored["spec"] == {**manifest["spec"], "deletionPolicy": "Delete"}  # CRD default
     assert stored["metadata"]["finalizers"] == [constants.FINALIZER]
     unknown = _virtual_server(namespace, account=admission.account("no-such-account"))
     assert _created(cp, unknown)["spec"]["accountRef"] == admission.account("no-such-account")
