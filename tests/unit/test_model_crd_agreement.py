@@ -110,3 +110,41 @@ def test_uuid_pattern_accepts_uuids_only() -> None:
     assert re.match(UUID_PATTERN, "2a9be312-5d4b-4bc8-b2ae-35100fa9241f")
     assert not re.match(UUID_PATTERN, "2a9be312-5d4b-4bc8-b2ae-35100fa9241")
     assert not re.match(UUID_PATTERN, "../../etc/passwd")
+
+
+ACCOUNT_CRD_PATH = REPO / "crds" / "scpaccounts.virtualserver.scp.dev.yaml"
+
+
+def test_the_account_model_and_crd_agree_field_by_field() -> None:
+    from scp_operator import accounts
+
+    crd = yaml.safe_load(ACCOUNT_CRD_PATH.read_text())
+    assert crd["spec"]["scope"] == "Cluster"
+    assert crd["spec"]["names"]["kind"] == accounts.KIND
+    assert crd["spec"]["names"]["plural"] == accounts.GROUP_PLURAL
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == constants.VERSION
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert set(spec["properties"]) == aliases(accounts.AccountSpec)
+    ref = spec["properties"]["credentialsSecretRef"]
+    assert set(ref["properties"]) == aliases(accounts.SecretRef)
+    for key, field in (("accessKeyKey", "access_key_key"), ("secretKeyKey", "secret_key_key")):
+        assert ref["properties"][key]["default"] == accounts.SecretRef.model_fields[field].default
+    selector = spec["properties"]["namespaceSelector"]
+    assert set(selector["properties"]) == aliases(accounts.NamespaceSelector)
+    requirement = selector["properties"]["matchExpressions"]["items"]
+    assert set(requirement["properties"]) == aliases(accounts.Requirement)
+    assert spec["properties"]["region"]["pattern"] == REGION_PATTERN
+    assert (
+        spec["properties"]["region"]["default"]
+        == accounts.AccountSpec.model_fields["region"].default
+    )
+
+
+def test_account_ref_patterns_agree(schema: dict[str, Any]) -> None:
+    from scp_operator import accounts
+
+    node = schema["properties"]["spec"]["properties"]["accountRef"]
+    assert node["pattern"] == accounts.NAME_PATTERN
+    field = VirtualServerSpec.model_fields["account_ref"]
+    assert any(getattr(m, "pattern", None) == accounts.NAME_PATTERN for m in field.metadata)
