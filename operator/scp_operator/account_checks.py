@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from scp_operator import accounts, conditions, events
+from scp_operator import accounts, conditions, events, scope
 from scp_operator.accounts import AccountInvalid, AccountSpec
 from scp_operator.constants import GROUP, VERSION
 from scp_operator.directory import Refusal
@@ -150,9 +150,45 @@ async def _admitted(
     return ("True", "NamespacesAdmitted", f"{len(names)} namespace(s) admitted: {shown}")
 
 
-async def check_and_write(runtime: Runtime, body: dict[str, Any]) -> dict[str, Any]:
-    """Check one account and write its status; returns the Ready condition."""
+async def ours(runtime: Runtime, body: dict[str, Any]) -> bool:
+    """Whether this operator looks after the account: always when it serves every namespace;
+    in namespaced mode only when the account admits one of its namespaces. Another release,
+    serving other namespaces with keys this one may not read, checks the others (two operators
+    writing one account's status from different points of view would flap it).
+    """
+    watched = scope.watched()
+    if not watched:
+        return True
+    try:
+        spec = accounts.parse(body.get("spec") or {})
+    except AccountInvalid:
+        return True  # say so on the account: whoever uses it needs to know
+    reader = runtime.account_reader
+    try:
+        candidates = (
+            list(watched)
+            if scope.is_exact(watched)
+            else [n for n in await reader.namespaces(None) if scope.serves(n, watched)]
+        )
+        for namespace in candidates:
+            labels = (
+                await reader.namespace_labels(namespace)
+                if accounts.needs_labels(spec, namespace)
+                else None
+            )
+            if accounts.admits(spec, namespace, labels):
+                return True
+    except KubeReadError as exc:
+        logger.warning("Cannot tell whether ScpAccount serves this operator's namespaces: %s", exc)
+    return False
+
+
+async def check_and_write(runtime: Runtime, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Check one account (if it is this operator's) and write its status; returns the Ready
+    condition, or None when the account is another operator's business."""
     name = str((body.get("metadata") or {}).get("name"))
+    if not await ours(runtime, body):
+        return None
     status = await check(runtime, body)
     try:
         await runtime.account_reader.write_status(name, status)
@@ -205,7 +241,9 @@ async def on_account_change(type: str, body: kopf.Body, memo: kopf.Memo, **_: An
     if runtime is None or type == "DELETED":
         return
     ready = await check_and_write(runtime, dict(body))
-    if ready["status"] != "True":  # events are posted from Kopf's handlers (its event queue)
+    if (
+        ready is not None and ready["status"] != "True"
+    ):  # events are posted from Kopf's handlers (its event queue)
         events.post(
             body,
             memo,

@@ -452,7 +452,11 @@ def test_rbac_follows_watch_namespaces(audited: Audited, tmp_path: Path) -> None
         "scpaccounts/status",
     }
     assert {verb for _, resource, verb in cluster_only if resource == "virtualservers"} == {"list"}
-    assert {verb for _, resource, verb in cluster_rules if resource == "namespaces"} == {"get"}
+    # get: one namespace's labels for an account's selector; list: the admitted ones, counted
+    assert {verb for _, resource, verb in cluster_rules if resource == "namespaces"} == {
+        "get",
+        "list",
+    }
     args = charts.find(namespaced, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=team-a" in args["args"]
     assert "--namespace=team-b" in args["args"]
@@ -889,23 +893,11 @@ class Release:
         rules += charts.get_json(cp, "role", lease_role, "-n", LEASE_NAMESPACE)["rules"]
         for namespace in self.watched:
             rules += charts.get_json(cp, "role", self.fullname, "-n", namespace)["rules"]
+        for role in charts.get_json(cp, "roles", "-A")["items"]:  # the account Secrets' Roles
+            if role["metadata"]["name"].startswith(f"{self.fullname}-secret-"):
+                rules += role["rules"]
         return charts.granted(rules)
 
-
-#: Granted for ScpAccounts (issue 11) and exercised only by the account paths, which the
-#: create/observe/delete flow above does not take (no ScpAccount, no spec.accountRef): the
-#: audit tolerates these unused, and only these, each for its reason.
-ACCOUNT_PATHS: dict[tuple[str, str, str], str] = {
-    (constants.GROUP, "scpaccounts", "get"): "read the account a VirtualServer names",
-    (constants.GROUP, "scpaccounts", "list"): "the account checks list every ScpAccount",
-    (constants.GROUP, "scpaccounts", "watch"): (
-        "a watch of ScpAccounts (events when an account changes); drop this entry once the "
-        "operator watches them at startup whatever exists"
-    ),
-    (constants.GROUP, "scpaccounts/status", "get"): "read back an account's status",
-    (constants.GROUP, "scpaccounts/status", "patch"): "write an account's status (needs one)",
-    ("", "namespaces", "get"): "read a namespace's labels for an account's namespaceSelector",
-}
 
 FAST = {
     "backoffBase": 1,
@@ -929,7 +921,12 @@ def cluster_release(
         "scp": {"endpoint": emulator.url},
         "operator": FAST,
         "admission": {"enabled": False},
+        "accounts": [_audit_account("audit-cluster", emulator, "audit-keys", ["team-c"])],
+        # an all-namespaces operator looks after every account, the teams release's too
+        "accountSecrets": [{"namespace": TEAMS_NAMESPACE, "name": "team-scp-keys"}],
     }
+    _account_secret(audited.cp, RELEASE_NAMESPACE, "audit-keys", emulator)
+    _ensure_namespace(audited.cp, TEAMS_NAMESPACE)  # for the Role on the teams' Secret
     path = charts.values_file(tmp_path_factory.mktemp("cluster"), "values", values)
     audited.cp.helm(
         "install", "scp", str(charts.CHART), "-n", RELEASE_NAMESPACE, "--no-hooks", "-f", str(path)
@@ -942,8 +939,8 @@ def namespaced_release(
     audited: Audited, emulator: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Release:
     """watchNamespaces team-a and team-b; keys in an existing Secret under custom key names."""
-    namespace = "scp-teams"
-    audited.cp.kubectl("create", "namespace", namespace)
+    namespace = TEAMS_NAMESPACE
+    _ensure_namespace(audited.cp, namespace)  # the cluster release may have made it
     audited.cp.kubectl(
         "create",
         "secret",
@@ -962,6 +959,9 @@ def namespaced_release(
         },
         "scp": {"endpoint": emulator.url},
         "operator": FAST,
+        "accounts": [
+            _audit_account("audit-teams", emulator, "team-scp-keys", ["team-a"], "ak", "sk")
+        ],
     }
     path = charts.values_file(tmp_path_factory.mktemp("namespaced"), "values", values)
     audited.cp.helm(
@@ -970,13 +970,73 @@ def namespaced_release(
     return Release("teams", namespace, "teams-scp-operator", ("team-a", "team-b"))
 
 
-def _virtual_server(name: str, namespace: str, server_id: str) -> str:
+def _audit_account(
+    name: str,
+    emulator: ThreadedEmulator,
+    secret: str,
+    admitted: list[str],
+    access_key_key: str = "access-key",
+    secret_key_key: str = "secret-key",  # noqa: S107 (a key name)
+) -> dict[str, Any]:
+    """An ScpAccount (rendered by the chart) for the audited flow: its Secret in the release
+    namespace, admitting the test namespaces by a selector (so namespace labels are read)."""
+    return {
+        "name": name,
+        "credentialsSecretRef": {
+            "name": secret,
+            "accessKeyKey": access_key_key,
+            "secretKeyKey": secret_key_key,
+        },
+        "endpoint": emulator.url,
+        "namespaceSelector": {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "In",
+                    "values": admitted,
+                }
+            ]
+        },
+    }
+
+
+TEAMS_NAMESPACE = "scp-teams"
+
+
+def _ensure_namespace(cp: ControlPlane, name: str) -> None:
+    manifest = cp.kubectl("create", "namespace", name, "--dry-run=client", "-o", "json").stdout
+    cp.kubectl("apply", "-f", "-", input=manifest)
+
+
+def _account_secret(
+    cp: ControlPlane, namespace: str, name: str, emulator: ThreadedEmulator
+) -> None:
+    manifest = cp.kubectl(
+        "create",
+        "secret",
+        "generic",
+        name,
+        "-n",
+        namespace,
+        f"--from-literal=access-key={emulator.access_key}",
+        f"--from-literal=secret-key={emulator.secret_key}",
+        "--dry-run=client",
+        "-o",
+        "json",
+    ).stdout
+    cp.kubectl("apply", "-f", "-", input=manifest)
+
+
+def _virtual_server(name: str, namespace: str, server_id: str, account: str | None = None) -> str:
+    spec = {"serverId": server_id}
+    if account:
+        spec["accountRef"] = account
     return json.dumps(
         {
             "apiVersion": constants.API_VERSION,
             "kind": constants.KIND,
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"serverId": server_id},
+            "spec": spec,
         }
     )
 
@@ -987,6 +1047,14 @@ def _ready(cp: ControlPlane, name: str, namespace: str) -> dict[str, Any] | None
         if condition["type"] == "Ready":
             return dict(obj)
     return None
+
+
+def _account_ready(cp: ControlPlane, name: str) -> bool:
+    obj = charts.get_json(cp, "scpaccount", name)
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
 
 
 def _gone(cp: ControlPlane, name: str, namespace: str) -> bool:
@@ -1024,6 +1092,21 @@ def test_operator_deletes_a_server_with_exactly_the_charts_permissions(
         scraped = op.metrics()
         assert scraped is not None, "the chart's metrics port serves nothing"
         assert "scp_operator" in scraped
+
+        # the same through the release's ScpAccount: its Secret, the namespace's labels, status
+        account = "audit-cluster" if release.fullname == "scp-scp-operator" else "audit-teams"
+        charts.wait_for(
+            "the account's Ready condition",
+            lambda: _account_ready(cp, account),
+        )
+        via = f"{name}-acct"
+        server = emulator.seed(name=via)
+        cp.kubectl("apply", "-f", "-", input=_virtual_server(via, namespace, server["id"], account))
+        charts.wait_for("Ready via the account", lambda: _ready(cp, via, namespace))
+        cp.kubectl("delete", "virtualserver", via, "-n", namespace, "--wait=false")
+        charts.wait_for("the account's object to go", lambda: _gone(cp, via, namespace))
+        deletes = emulator.requests(method="DELETE", path_contains=server["id"])
+        assert [d["status"] for d in deletes] == [202]
     log = op.log()
     assert "Forbidden" not in log, log
     assert " 403" not in log, log
@@ -1032,11 +1115,10 @@ def test_operator_deletes_a_server_with_exactly_the_charts_permissions(
     denied = [r for r in requests if r.code == 403]
     assert denied == [], denied
     used = {(r.group, r.resource, r.verb) for r in requests if r.is_resource}
-    # Sufficient (nothing denied) and necessary (every granted permission was used, but for the
-    # ScpAccount permissions this flow, without any account, may not exercise).
+    # Sufficient (nothing denied) and necessary (every granted permission was used).
     granted = release.rules(cp)
     assert used <= granted, used - granted
-    assert granted - used <= set(ACCOUNT_PATHS), (granted - used) - set(ACCOUNT_PATHS)
+    assert granted == used, granted - used
     crd_gets = {
         r.name for r in requests if r.resource == "customresourcedefinitions" and r.verb == "get"
     }
@@ -1082,14 +1164,14 @@ def _dry_run_create(cp: ControlPlane, manifest: dict[str, Any]) -> subprocess.Co
     )
 
 
-def test_no_scpaccount_in_the_cluster_refuses_nothing(
+def test_no_matching_scpaccount_refuses_nothing(
     audited: Audited, namespaced_release: Release
 ) -> None:
-    """This control plane has no ScpAccount: the account-ref policy, which the API server
-    resolves its parameters for before its matchConditions, must refuse no create (with
-    parameterNotFoundAction Deny it refused every one, accountRef or not)."""
+    """Objects without accountRef, or naming an account that does not exist, pass the account
+    policy. (The API server resolves the policy's parameters before its matchConditions: with
+    parameterNotFoundAction Deny a cluster without any ScpAccount refused every create; the
+    rendered binding says Allow, checked in test_admission_policies_follow_their_switches.)"""
     cp = audited.cp
-    assert charts.get_json(cp, "scpaccounts")["items"] == []
     plain = json.loads(_virtual_server("plain", "team-a", str(uuid.uuid4())))
 
     def mutated() -> bool:  # the policies act once the finalizer policy does
@@ -1201,9 +1283,9 @@ ALLOWED_ACCOUNTS: list[Check] = [
     ("get", SCPACCOUNTS, "", ("any-account",)),
     ("list", SCPACCOUNTS, "", ()),
     ("watch", SCPACCOUNTS, "", ()),
-    ("get", SCPACCOUNTS, "", ("any-account", "--subresource=status")),
     ("patch", SCPACCOUNTS, "", ("any-account", "--subresource=status")),
     ("get", "namespaces", "", ("team-a",)),
+    ("list", "namespaces", "", ()),
 ]
 
 DENIED_NAMESPACED: list[Check] = [
@@ -1216,7 +1298,7 @@ DENIED_NAMESPACED: list[Check] = [
 ]
 
 DENIED_CLUSTER: list[Check] = [
-    ("list", "namespaces", "", ()),
+    ("watch", "namespaces", "", ()),
     ("get", "events", "team-a", ()),
     ("update", LEASES, LEASE_NAMESPACE, (TEAMS_LEASE,)),
 ]
