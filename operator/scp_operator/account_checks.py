@@ -130,12 +130,8 @@ async def _admitted(
 ) -> tuple[str, str, str]:
     reader = runtime.account_reader
     try:
-        names = set()
-        if spec.namespace_selector is not None:
-            names |= set(await reader.namespaces(spec.namespace_selector.as_query() or None))
-        if spec.namespaces:
-            existing = set(await reader.namespaces(None))
-            names |= existing & set(spec.namespaces)
+        existing = await reader.namespaces(None)
+        names = {n for n, labels in existing.items() if accounts.admits(spec, n, labels)}
     except KubeReadError as exc:
         return ("Unknown", "NamespacesUnreadable", f"cannot list namespaces: {exc}")
     status["admittedNamespaces"] = len(names)
@@ -152,9 +148,10 @@ async def _admitted(
 
 async def ours(runtime: Runtime, body: dict[str, Any]) -> bool:
     """Whether this operator looks after the account: always when it serves every namespace;
-    in namespaced mode only when the account admits one of its namespaces. Another release,
-    serving other namespaces with keys this one may not read, checks the others (two operators
-    writing one account's status from different points of view would flap it).
+    in namespaced mode when the account admits one of its namespaces — or admits no namespace
+    at all (nobody else would say so). Another release, serving other namespaces with keys this
+    one may not read, checks the others: two operators writing one account's status from
+    different points of view would flap it.
     """
     watched = scope.watched()
     if not watched:
@@ -165,21 +162,15 @@ async def ours(runtime: Runtime, body: dict[str, Any]) -> bool:
         return True  # say so on the account: whoever uses it needs to know
     reader = runtime.account_reader
     try:
-        candidates = (
-            list(watched)
-            if scope.is_exact(watched)
-            else [n for n in await reader.namespaces(None) if scope.serves(n, watched)]
-        )
-        for namespace in candidates:
-            labels = (
-                await reader.namespace_labels(namespace)
-                if accounts.needs_labels(spec, namespace)
-                else None
-            )
-            if accounts.admits(spec, namespace, labels):
-                return True
+        existing = await reader.namespaces(None)
+        admitted = {n for n, labels in existing.items() if accounts.admits(spec, n, labels)}
+        if any(scope.serves(n, watched) for n in admitted):
+            return True
+        return not admitted
     except KubeReadError as exc:
-        logger.warning("Cannot tell whether ScpAccount serves this operator's namespaces: %s", exc)
+        logger.warning(
+            "Cannot tell whether an ScpAccount serves this operator's namespaces: %s", exc
+        )
     return False
 
 

@@ -78,20 +78,6 @@ class NamespaceSelector(_Camel):
                 return False
         return True
 
-    def as_query(self) -> str:
-        """The same selector in the ``labelSelector=`` query syntax of a LIST."""
-        terms = [f"{k}={v}" for k, v in sorted(self.match_labels.items())]
-        for req in self.match_expressions:
-            if req.operator == "In":
-                terms.append(f"{req.key} in ({','.join(req.values)})")
-            elif req.operator == "NotIn":
-                terms.append(f"{req.key} notin ({','.join(req.values)})")
-            elif req.operator == "Exists":
-                terms.append(req.key)
-            else:
-                terms.append(f"!{req.key}")
-        return ",".join(terms)
-
 
 class AccountSpec(_Camel):
     """``ScpAccount.spec``, as the operator reads it (the CRD validates the same fields)."""

@@ -437,12 +437,9 @@ async def _situation(
             **common,
         )
         return situation, None, None
-    if parsed.deletion_policy is DeletionPolicy.ORPHAN:
-        return (
-            Situation(server_id=parsed.server_id, policy=parsed.deletion_policy, **common),
-            (parsed),
-            None,
-        )
+    if parsed.deletion_policy is DeletionPolicy.ORPHAN:  # released without any SCP call
+        orphan = Situation(server_id=parsed.server_id, policy=parsed.deletion_policy, **common)
+        return orphan, parsed, None
     resolved = await runtime.accounts.resolve(parsed.account_ref, str(meta.get("namespace")))
     target: Target | None = None
     account_hold = region_error = None

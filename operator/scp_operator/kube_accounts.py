@@ -167,11 +167,11 @@ class AccountReader:
             raise KubeReadError(f"GET namespaces/{name} failed: {type(exc).__name__}") from None
         return dict(ns.metadata.labels or {})
 
-    async def namespaces(self, label_selector: str | None) -> list[str]:
-        """Names of the namespaces matching ``label_selector`` (None: every namespace)."""
+    async def namespaces(self, label_selector: str | None) -> dict[str, dict[str, str]]:
+        """The namespaces matching ``label_selector`` (None: every one), with their labels."""
         return await self._kube.run(self._namespaces, label_selector)
 
-    def _namespaces(self, label_selector: str | None) -> list[str]:
+    def _namespaces(self, label_selector: str | None) -> dict[str, dict[str, str]]:
         from kubernetes.client.exceptions import ApiException
 
         kwargs: dict[str, Any] = {"_request_timeout": self._timeout}
@@ -183,7 +183,7 @@ class AccountReader:
             raise KubeReadError(f"LIST namespaces answered HTTP {exc.status}") from None
         except Exception as exc:
             raise KubeReadError(f"LIST namespaces failed: {type(exc).__name__}") from None
-        return [ns.metadata.name for ns in listing.items]
+        return {ns.metadata.name: dict(ns.metadata.labels or {}) for ns in listing.items}
 
     # --- Secrets --------------------------------------------------------------------------------
 

@@ -96,24 +96,6 @@ def test_namespace_selectors_follow_kubernetes_semantics(
     assert not accounts.admits(parsed, "ns", None)  # a namespace that cannot be read: refused
 
 
-def test_a_selector_renders_as_a_list_query() -> None:
-    parsed = spec(
-        namespaceSelector={
-            "matchLabels": {"team": "a"},
-            "matchExpressions": [
-                {"key": "tier", "operator": "In", "values": ["gold", "silver"]},
-                {"key": "env", "operator": "NotIn", "values": ["dev"]},
-                {"key": "scp", "operator": "Exists"},
-                {"key": "frozen", "operator": "DoesNotExist"},
-            ],
-        }
-    )
-    assert parsed.namespace_selector is not None
-    assert parsed.namespace_selector.as_query() == (
-        "team=a,tier in (gold,silver),env notin (dev),scp,!frozen"
-    )
-
-
 def test_a_key_change_does_not_change_the_client_shape_but_an_endpoint_change_does() -> None:
     one = accounts.shape(spec(namespaces=["a"]), "1.3")
     assert one == accounts.shape(spec(namespaces=["b"]), "1.3")
