@@ -52,4 +52,7 @@ WORKDIR /tmp
 # 8080: Kopf's /healthz (liveness/readiness); 9090: Prometheus /metrics.
 EXPOSE 8080 9090
 ENTRYPOINT ["scp-operator"]
+# Kopf flags: only command-line-only ones belong here (--liveness serves /healthz); every other
+# Kopf option is set in the startup hook, whose docstring lists them all
+# (operator/scp_operator/handlers/startup.py). --standalone repeats settings.peering.standalone.
 CMD ["run", "--standalone", "--liveness=http://0.0.0.0:8080/healthz"]

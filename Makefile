@@ -15,12 +15,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-LINT_PATHS := $(wildcard operator tests tools bench)
+LINT_PATHS := operator tests tools
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
+	PYTHONPATH=operator $(VENV)/bin/lint-imports  # contracts: [tool.importlinter]
 
 # The whole suite: lint, then every tier (unit, operator, e2e) in one pytest run.
 test: venv controlplane lint
@@ -43,13 +44,14 @@ test-e2e: venv controlplane
 sandbox: venv controlplane
 	$(PY) tools/sandbox.py $(SANDBOX_ARGS)
 
-# The benchmark (docs/benchmarks.md): a table on stdout, JSON in bench/results/. BENCH_ARGS adds
-# flags, e.g. BENCH_ARGS="--sizes 100 --repeat 1 --sections drain".
+# The benchmark (tools/bench, docs/benchmarks.md): a table on stdout, JSON in
+# ~/.cache/scp-operator/bench/results/ (outside the source tree). BENCH_ARGS adds flags, e.g.
+# BENCH_ARGS="--sizes 100 --repeat 1 --sections drain".
 bench: venv controlplane
-	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m tools.bench.run $(BENCH_ARGS)
 
 bench-smoke: venv controlplane
-	$(PY) -m bench.run --smoke $(BENCH_ARGS)
+	$(PY) -m tools.bench.run --smoke $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

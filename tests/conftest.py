@@ -9,9 +9,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Fixtures of the e2e tier that tests and benchmarks share (registered here: pytest_plugins is
-# only honoured in the root conftest).
-pytest_plugins = ["tests.e2e.operator_fixtures"]
+# Fixtures of the e2e tier that several modules share: the operator as a process (e2e tests and
+# benchmarks), and the chart tests' audited control plane and releases (registered here:
+# pytest_plugins is only honoured in the root conftest).
+pytest_plugins = ["tests.e2e.operator_fixtures", "tests.e2e.chart_fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -4,29 +4,32 @@
     make sandbox SANDBOX_ARGS=--keep  # leave it running and print the kubectl lines to try
 
 Everything runs on 127.0.0.1 and lives under ``.sandbox/`` (logs, kubeconfig).
+``scp_testenv`` (the control plane) is repository tooling, not part of the wheel: ``operator/``
+is put on ``sys.path`` when it is not importable already.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from scp_emulator.config import EmulatorConfig
-from scp_emulator.testing import ThreadedEmulator
-from scp_operator import constants
-from scp_testenv import ControlPlane
-from scp_testenv.binaries import resolve_binaries
-from scp_testenv.controlplane import free_port
-from scp_testenv.operator_process import OperatorProcess, OperatorProcessError
 
 REPO = Path(__file__).resolve().parent.parent
+if importlib.util.find_spec("scp_testenv") is None:
+    sys.path.append(str(REPO / "operator"))
+
+from scp_emulator.config import EmulatorConfig  # noqa: E402
+from scp_emulator.testing import ThreadedEmulator  # noqa: E402
+from scp_operator import constants  # noqa: E402
+from scp_testenv import ControlPlane, WaitTimeout, free_port, wait_for  # noqa: E402
+from scp_testenv.binaries import resolve_binaries  # noqa: E402
+from scp_testenv.operator_process import OperatorProcess, OperatorProcessError  # noqa: E402
+
 WORK = REPO / ".sandbox"
 NS = "sandbox"
 
@@ -41,14 +44,6 @@ def show(cp: ControlPlane, *args: str) -> str:
     text = (out.stdout + out.stderr).rstrip()
     print(text, flush=True)
     return text
-
-
-def wait_for(check: Callable[[], Any], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"sandbox: timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def exists(cp: ControlPlane, name: str) -> bool:
@@ -198,5 +193,5 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (subprocess.CalledProcessError, OperatorProcessError) as exc:
+    except (subprocess.CalledProcessError, OperatorProcessError, WaitTimeout) as exc:
         sys.exit(f"sandbox: {exc}")

@@ -2,9 +2,10 @@
 
 Each account is checked when it changes (a new generation) and again every
 ``SCP_OPERATOR_ACCOUNT_RECHECK_INTERVAL`` seconds, by one background loop started with the
-operator (the loop writes status only; events are posted when an account changes, from Kopf's
-handler). A check reads the Secret, makes one signed read (``GET /v1/servers?size=1``), counts
-the admitted namespaces and the objects naming the account, and writes ``status``: conditions
+operator (the loop writes status only; when an account changes, Kopf's handler in
+:mod:`scp_operator.handlers.accounts` checks it at once and posts the event). A check reads the
+Secret, makes one signed read (``GET /v1/servers?size=1``), counts the admitted namespaces and
+the objects naming the account, and writes ``status``: conditions
 ``Ready`` (CredentialsValid, SecretNotFound, SecretForbidden, SecretKeyMissing, Unauthorized,
 Forbidden, Unreachable, InvalidRegion, AccountInvalid) and ``NamespacesAdmitted``.
 
@@ -20,26 +21,23 @@ import contextlib
 import logging
 from typing import Any
 
-import kopf
-
-from scp_operator import accounts, conditions, events, scope
+from scp_operator import accounts, conditions, scope
 from scp_operator.accounts import AccountInvalid, AccountSpec
-from scp_operator.constants import GROUP, VERSION
 from scp_operator.directory import Refusal
 from scp_operator.kube import KubeReadError
 from scp_operator.kube_accounts import SecretProblem
 from scp_operator.runtime import Runtime
 from scp_operator.scp.endpoints import EndpointError
-from scp_operator.scp.outcomes import Kind
+from scp_operator.scp.outcomes import Verdict
 
 logger = logging.getLogger(__name__)
 
 #: Condition reasons for each outcome of the signed read.
 READ_REASONS = {
-    Kind.FOUND: "CredentialsValid",
-    Kind.UNAUTHORIZED: "Unauthorized",
-    Kind.FORBIDDEN: "Forbidden",
-    Kind.NO_CREDENTIALS: "SecretKeyMissing",
+    Verdict.FOUND: "CredentialsValid",
+    Verdict.UNAUTHORIZED: "Unauthorized",
+    Verdict.FORBIDDEN: "Forbidden",
+    Verdict.NO_CREDENTIALS: "SecretKeyMissing",
 }
 
 
@@ -112,11 +110,11 @@ async def _signed_read(
         )
     outcome = await target.client.list_servers_probe()
     reason = READ_REASONS.get(outcome.kind, "Unreachable")
-    if outcome.kind is Kind.FOUND:
+    if outcome.kind is Verdict.FOUND:
         return ("True", reason, f"a signed read at {status['endpoint']} succeeded")
     hint = {
-        Kind.UNAUTHORIZED: "wrong keys in the Secret, a wrong accountId, or a skewed clock",
-        Kind.FORBIDDEN: "the key lacks IAM permission for virtual servers",
+        Verdict.UNAUTHORIZED: "wrong keys in the Secret, a wrong accountId, or a skewed clock",
+        Verdict.FORBIDDEN: "the key lacks IAM permission for virtual servers",
     }.get(outcome.kind, "see SCP's answer")
     return (
         "False",
@@ -217,29 +215,3 @@ async def stop(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _changed(body: kopf.Body, **_: Any) -> bool:
-    """Only a new generation (not our own status write) triggers an immediate check."""
-    observed = (body.get("status") or {}).get("observedGeneration")
-    return bool(observed != body.get("metadata", {}).get("generation"))
-
-
-@kopf.on.event(GROUP, VERSION, accounts.GROUP_PLURAL, id="account-check", when=_changed)
-async def on_account_change(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """An account was created or its spec changed: check it now, not at the next round."""
-    runtime: Runtime | None = memo.get("runtime")
-    if runtime is None or type == "DELETED":
-        return
-    ready = await check_and_write(runtime, dict(body))
-    if (
-        ready is not None and ready["status"] != "True"
-    ):  # events are posted from Kopf's handlers (its event queue)
-        events.post(
-            body,
-            memo,
-            warning=True,
-            reason=ready["reason"],
-            message=ready["message"],
-            repeat_interval=runtime.settings.operator.event_repeat_interval,
-        )

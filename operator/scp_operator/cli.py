@@ -21,7 +21,7 @@ from scp_operator.credentials import CredentialsUnavailable
 from scp_operator.model import UUID_PATTERN
 from scp_operator.scp import versions
 from scp_operator.scp.client import ScpClient
-from scp_operator.scp.outcomes import Kind
+from scp_operator.scp.outcomes import Verdict
 
 EXIT_FAILURE = 1
 EXIT_SETTINGS = 2
@@ -57,7 +57,7 @@ def cli() -> None:
 @click.argument("kopf_args", nargs=-1, type=click.UNPROCESSED)
 def run(kopf_args: Sequence[str]) -> None:
     """Run the operator. Extra arguments go to ``kopf run`` (e.g. --namespace, --verbose,
-    --liveness=http://0.0.0.0:8080/healthz, --standalone); all namespaces by default."""
+    --liveness=http://0.0.0.0:8080/healthz); all namespaces by default."""
     if "-h" in kopf_args or "--help" in kopf_args:
         click.echo(run.get_help(click.get_current_context()))
         click.echo("\nKopf's own options (passed through):")
@@ -68,6 +68,9 @@ def run(kopf_args: Sequence[str]) -> None:
     from scp_operator import scope
 
     scope.set_watched(scope.from_kopf_args(kopf_args))
+    # Command-line-only Kopf flags (no settings.* equivalent): the module to load and, unless a
+    # namespace is named, all namespaces. Every other Kopf option is set in the startup hook;
+    # its docstring lists these flags too (scp_operator/handlers/startup.py, configure).
     args = ["run", "--module", "scp_operator.handlers", *kopf_args]
     if not any(a.split("=")[0] in NAMESPACE_FLAGS for a in kopf_args):
         args.append("--all-namespaces")
@@ -172,12 +175,12 @@ async def _prove(client: ScpClient) -> int:
         else f"ok    api version: {client.api_version} is supported"
     )
     outcome = await client.list_servers_probe()
-    if outcome.kind is Kind.FOUND:
+    if outcome.kind is Verdict.FOUND:
         click.echo("ok    signed read: credentials accepted, clock within SCP's window")
     else:
         hint = {
-            Kind.UNAUTHORIZED: "wrong keys, or the clock is skewed",
-            Kind.FORBIDDEN: "the key lacks IAM permission for virtual servers",
+            Verdict.UNAUTHORIZED: "wrong keys, or the clock is skewed",
+            Verdict.FORBIDDEN: "the key lacks IAM permission for virtual servers",
         }.get(outcome.kind, "see the answer")
         click.echo(f"FAIL  signed read: {outcome.describe()} ({hint})")
         failures += 1
@@ -204,7 +207,7 @@ def server_get(server_id: str, region: str | None) -> None:
         _fail(f"server id {server_id!r} is not a UUID")
     loaded = _settings()
     outcome = asyncio.run(_get(loaded, server_id, region))
-    if outcome.kind is not Kind.FOUND:
+    if outcome.kind is not Verdict.FOUND:
         _fail(f"cannot read server {server_id}: {outcome.describe()}")
     click.echo(json.dumps(outcome.body, indent=2, sort_keys=True))
 

@@ -10,7 +10,6 @@ GROUP: Final = "virtualserver.scp.dev"
 VERSION: Final = "v1alpha1"
 KIND: Final = "VirtualServer"
 PLURAL: Final = "virtualservers"
-SINGULAR: Final = "virtualserver"
 SHORT_NAME: Final = "scpvs"
 CATEGORY: Final = "scp"
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
@@ -18,7 +17,10 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 #: The finalizer that holds a VirtualServer until its cloud server is gone (or let go).
 FINALIZER: Final = f"{GROUP}/delete-server"
-#: Prefix of our annotations and of Kopf's progress/diff-base storage.
+#: Prefix of our annotations (Kopf's progress and diff-base live in ``status.kopf``; older
+#: versions kept them in annotations under this prefix).
 ANNOTATION_PREFIX: Final = GROUP
 #: ``"true"`` refuses deletion of the cloud server while set.
 PROTECTION_ANNOTATION: Final = f"{GROUP}/deletion-protection"
+#: ``"true"`` lets one object's deletion past the blast-radius limit.
+BYPASS_ANNOTATION: Final = f"{GROUP}/bypass-deletion-budget"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -194,10 +193,3 @@ def _checked(creds: Credentials) -> Credentials:
                 "(non-ASCII, spaces or control characters); paste it again"
             )
     return creds
-
-
-def env_present() -> bool:
-    """Whether any credential source is configured in the environment."""
-    return any(
-        os.environ.get(name) for name in ("SCP_ACCESS_KEY", "SCP_SECRET_KEY", "SCP_CREDENTIALS_DIR")
-    )

@@ -1,4 +1,4 @@
-"""The deletion decision table of design.md — the one place it lives.
+"""The deletion decision table (docs/architecture.md) — the one place it lives.
 
 A pure function from what is known about a terminating VirtualServer (its policy and annotations,
 the CRD's state, the other objects naming the same server, and SCP's last answer) to an action:
@@ -6,6 +6,9 @@ release the finalizer, hold it for a while, or make the next SCP call. The Kopf 
 gathers the inputs and carries the action out, so every row is testable without Kubernetes.
 
 Invariant: :attr:`Action.RELEASE` comes only from 202, 404, ``Orphan`` or the CRD cascade.
+
+Size: about 300 lines on purpose — the table's rows are read top to bottom and their order is
+the meaning, so they stay in one module rather than spread over several.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import dataclasses
 import enum
 
 from scp_operator.backoff import MIN_DELAY, Schedule
-from scp_operator.constants import PROTECTION_ANNOTATION
+from scp_operator.constants import BYPASS_ANNOTATION, PROTECTION_ANNOTATION
+from scp_operator.crd_state import CrdState as CrdState  # re-exported: the table's input
 from scp_operator.model import DeletionPolicy
-from scp_operator.scp.outcomes import Kind, Outcome
+from scp_operator.scp.outcomes import Outcome, Verdict
 
 
 class Action(enum.StrEnum):
@@ -26,15 +30,6 @@ class Action(enum.StrEnum):
     HOLD = "Hold"  # keep it; try again after ``delay``
     CALL_DELETE = "CallDelete"  # send DELETE, then decide again with its outcome
     CALL_GET = "CallGet"  # confirm mode: GET until 404, then decide again
-
-
-class CrdState(enum.StrEnum):
-    """The VirtualServer CRD as seen right before deciding."""
-
-    PRESENT = "Present"
-    TERMINATING = "Terminating"  # deletionTimestamp set: the cascade is deleting every object
-    GONE = "Gone"
-    UNKNOWN = "Unknown"  # could not be read: never a reason to delete or to release
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +97,10 @@ CONFLICT_CAUSES = (
     "group (unless created by an Auto-Scaling Group) or a Backup is connected"
 )
 ORPHAN_HINT = "set spec.deletionPolicy: Orphan to let the object go and keep the server"
-BYPASS_ANNOTATION = "virtualserver.scp.dev/bypass-deletion-budget"
 
 
 def decide(s: Situation) -> Decision:
-    """Apply the decision table (design.md, "Deletion: the decision table"), top row first."""
+    """Apply the decision table (docs/architecture.md, "The decision table"), top row first."""
     sid = s.server_id
     if s.policy is DeletionPolicy.ORPHAN:
         return Decision(
@@ -201,18 +195,18 @@ def decide(s: Situation) -> Decision:
 def _after_answer(s: Situation, o: Outcome) -> Decision:
     sid, said = s.server_id, o.describe()
     match o.kind:
-        case Kind.ACCEPTED if s.confirm:
+        case Verdict.ACCEPTED if s.confirm:
             return Decision(
                 Action.HOLD,
                 "AwaitingConfirmation",
                 f"SCP accepted the deletion of server {sid}; waiting until it is gone",
                 delay=max(MIN_DELAY, s.timing.confirm_poll),
             )
-        case Kind.ACCEPTED:
+        case Verdict.ACCEPTED:
             return Decision(
                 Action.RELEASE, "DeleteAccepted", f"SCP accepted the deletion of server {sid} (202)"
             )
-        case Kind.GONE if s.gone_doubt is not None:
+        case Verdict.GONE if s.gone_doubt is not None:
             return _hold(
                 s,
                 s.gone_doubt.reason,
@@ -221,10 +215,10 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 f"{ORPHAN_HINT[1:]} if it is really gone",
                 s.timing.slow,
             )
-        case Kind.GONE:
+        case Verdict.GONE:
             words = "is gone (deletion confirmed)" if s.accepted_before else "does not exist"
             return Decision(Action.RELEASE, "ServerGone", f"server {sid} {words} in SCP (404)")
-        case Kind.FOUND:
+        case Verdict.FOUND:
             state = str((o.body or {}).get("state") or "unknown")[:64]
             if state.upper() == "ERROR":
                 return _hold(
@@ -254,7 +248,7 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 # grows with the attempts: a deletion that takes an hour costs a few dozen reads
                 delay=Schedule(s.timing.confirm_poll, s.timing.fast.cap).delay(s.attempt, s.jitter),
             )
-        case Kind.CONFLICT:
+        case Verdict.CONFLICT:
             return _hold(
                 s,
                 "Conflict",
@@ -262,7 +256,7 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 f"{CONFLICT_CAUSES}; fix that in SCP, or {ORPHAN_HINT}",
                 s.timing.fast,
             )
-        case Kind.UNAUTHORIZED:
+        case Verdict.UNAUTHORIZED:
             clock = "timestamp" in (o.detail or "").lower()
             cause = (
                 "the request timestamp was rejected: the node's clock is probably skewed"
@@ -273,7 +267,7 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
             return _hold(
                 s, "Unauthorized", f"SCP rejected the credentials ({said}); {cause}", s.timing.slow
             )
-        case Kind.FORBIDDEN:
+        case Verdict.FORBIDDEN:
             return _hold(
                 s,
                 "Forbidden",
@@ -282,7 +276,7 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 "route is not available to it",
                 s.timing.slow,
             )
-        case Kind.THROTTLED:
+        case Verdict.THROTTLED:
             return _hold(
                 s,
                 "Throttled",
@@ -290,7 +284,7 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 s.timing.fast,
                 at_least=o.retry_after,
             )
-        case Kind.UNAVAILABLE:
+        case Verdict.UNAVAILABLE:
             return _hold(
                 s,
                 "ScpUnavailable",
@@ -298,7 +292,7 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 s.timing.fast,
                 at_least=o.retry_after,
             )
-        case Kind.NO_CREDENTIALS:
+        case Verdict.NO_CREDENTIALS:
             return _hold(
                 s, "CredentialsUnavailable", f"no usable SCP credentials: {o.detail}", s.timing.slow
             )

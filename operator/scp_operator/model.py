@@ -1,15 +1,17 @@
 """The VirtualServer resource as Python types.
 
 The CRD in ``crds/`` is the source of truth for the API server; these models are what the
-handlers read and write. ``tests/unit/test_model_crd_agreement.py`` keeps the two in step field
-by field, so a field added to one and forgotten in the other fails the build.
+handlers read and write: every status patch the operator sends is a :class:`VirtualServerStatus`
+serialised by :func:`dump` (see :mod:`scp_operator.reporting`).
+``tests/unit/test_model_crd_agreement.py`` keeps the models and the CRD in step field by field, so
+a field added to one and forgotten in the other fails the build.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -77,7 +79,11 @@ class Condition(_Camel):
 
 
 class DeletionProgress(_Camel):
-    """Counters of the deletion attempts against SCP."""
+    """Counters of the deletion attempts against SCP.
+
+    Read back from ``status.deletion`` and written again with the changes: :func:`dump` leaves
+    out what was never set, so ``attempts`` appears only once a DELETE was made.
+    """
 
     attempts: int = 0
     last_attempt_time: str | None = Field(default=None, alias="lastAttemptTime")
@@ -92,12 +98,25 @@ class VirtualServerStatus(_Camel):
     server: ServerObservation | None = None
     conditions: list[Condition] = Field(default_factory=list)
     deletion: DeletionProgress | None = None
-    kopf: dict[str, Any] | None = None  # Kopf's progress and diff-base storage (see handlers)
+    kopf: dict[str, Any] | None = None  # Kopf's progress and diff-base (handlers/startup.py)
 
 
-def dump(model: BaseModel) -> dict[str, Any]:
-    """Serialise a model the way the API server stores it: camelCase, no nulls."""
-    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+def dump(model: BaseModel, *, remove: Iterable[str] = ()) -> dict[str, Any]:
+    """Serialise a model for a JSON merge patch: camelCase, only the fields that were set, no nulls.
+
+    "Only the fields that were set": a model read from the object and then changed writes back
+    what it read plus the change, and a partial :class:`VirtualServerStatus` writes only its part.
+    ``remove`` names fields by their dotted camelCase path (``deletion.acceptedTime``) to write
+    as an explicit null, which is how a merge patch deletes a stored field.
+    """
+    data = model.model_dump(by_alias=True, exclude_unset=True, exclude_none=True, mode="json")
+    for path in remove:
+        *parents, leaf = path.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = None
+    return data
 
 
 #: Values of the protection annotation, lower-cased: these protect, these do not; any other

@@ -4,8 +4,8 @@ This is the same idea as controller-runtime's *envtest*: the genuine ``kube-apis
 by a genuine ``etcd``, both bound to free ports on 127.0.0.1 in a private temporary directory,
 with RBAC authorization and static bearer tokens for authentication.
 
-Size: about 580 lines (certificates, processes and the facade in one module); splitting it, with
-public ``kill()``/``restart()`` for the fault harness, is open issue 13, item 5.
+This module is the facade; the credentials (tokens, signing key, kubeconfigs) live in
+:mod:`scp_testenv.certificates`, the child processes in :mod:`scp_testenv.processes`.
 
 What is *not* running: no kube-controller-manager, no scheduler, no kubelet. Consequently
 
@@ -37,25 +37,25 @@ to it; the service account object itself need not exist. (Real service-account t
 create the ServiceAccount and use ``kubectl create token``; pass it to
 :meth:`ControlPlane.kubeconfig_for_token`.) The admin identity (``cp.admin_user``, group
 ``system:masters``) is the one in :attr:`ControlPlane.kubeconfig`.
+
+Faults. :meth:`ControlPlane.kill` SIGKILLs one component (``"etcd"`` or ``"kube-apiserver"``);
+:meth:`ControlPlane.restart` starts it again with the same arguments — same ports, data and
+certificates, so every kubeconfig stays valid — and waits until it serves again;
+:meth:`ControlPlane.ensure_running` brings back whatever is down::
+
+    cp.kill("etcd")              # the API server stays up but answers 503, watches stall
+    cp.restart("etcd")           # back, and kube-apiserver ready again
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import importlib
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -63,29 +63,24 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from scp_testenv.binaries import Binaries, resolve_binaries
+from scp_testenv.certificates import Tokens, generate_signing_key, ssl_context, write_kubeconfig
+from scp_testenv.errors import ControlPlaneError, KubectlError
+from scp_testenv.helpers import free_port
+from scp_testenv.processes import Supervisor
 
-__all__ = ["ControlPlane", "ControlPlaneError", "KubectlError", "KubectlFn"]
+__all__ = ["Component", "ControlPlane", "ControlPlaneError", "KubectlError", "KubectlFn"]
 
 ADMIN_USER = "scp-testenv-admin"
 ADMIN_GROUPS = ("system:masters",)
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 CLUSTER_NAME = "scp-testenv"
-_LOG_TAIL_LINES = 40
 
-
-class ControlPlaneError(RuntimeError):
-    """The control plane failed to start (the message includes the tails of its logs)."""
-
-
-class KubectlError(subprocess.CalledProcessError):
-    """``kubectl`` (or ``helm``) exited non-zero; ``str()`` includes the command and stderr."""
-
-    def __str__(self) -> str:
-        stderr = self.stderr.strip() if isinstance(self.stderr, str) else self.stderr
-        return f"{super().__str__()}\nstderr:\n{stderr}"
+#: The processes of a control plane, in start order.
+Component = Literal["etcd", "kube-apiserver"]
+COMPONENTS: tuple[Component, ...] = get_args(Component)
 
 
 class KubectlFn(Protocol):
@@ -102,111 +97,13 @@ class KubectlFn(Protocol):
     ) -> subprocess.CompletedProcess[str]: ...
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (it may be taken again before use)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
-def generate_signing_key(path: Path) -> None:
-    """Write a PEM RSA private key (service-account token signing) with openssl or cryptography."""
-    openssl = shutil.which("openssl")
-    if openssl:
-        subprocess.run(
-            [
-                openssl,
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                str(path),
-            ],
-            capture_output=True,
-            check=True,
-        )
-        return
-    # Fallback without the CLI (e.g. slim container images): the optional 'cryptography' package.
-    try:
-        primitives = importlib.import_module("cryptography.hazmat.primitives")
-        rsa = importlib.import_module("cryptography.hazmat.primitives.asymmetric.rsa")
-    except ImportError as exc:
-        raise ControlPlaneError(
-            "need the openssl CLI or the 'cryptography' package to create a signing key"
-        ) from exc
-    serialization: Any = primitives.serialization
-    key: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """On Linux, a preexec hook so children die with this process even if it is SIGKILLed.
-
-    The kernel sends the signal when the *thread* that forked the child exits, so it is only
-    used when starting from the main thread (which lives as long as the process).
-    """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-    except (OSError, ImportError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return preexec
-
-
-def _stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL it."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)  # started with start_new_session: pgid == pid
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _stop_all(processes: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
-    """Stop processes in reverse start order (kube-apiserver before etcd)."""
-    while processes:
-        _stop_process(processes.pop(), grace)
-
-
 class ControlPlane:
     """etcd + kube-apiserver on 127.0.0.1; a context manager (``with ControlPlane() as cp:``).
 
     After :meth:`start`: :attr:`kubeconfig` (admin), :attr:`server` (``https://127.0.0.1:N``),
     :attr:`ca_file`, :attr:`admin_token`, :attr:`workdir` (logs: ``etcd.log``,
     ``kube-apiserver.log``). The work directory is removed by :meth:`stop` unless
-    ``keep_workdir`` is true. See the module docstring for identities and limits.
+    ``keep_workdir`` is true. See the module docstring for identities, faults and limits.
     """
 
     def __init__(
@@ -225,15 +122,14 @@ class ControlPlane:
         self._extra_apiserver_args = list(extra_apiserver_args)
         self._startup_timeout = startup_timeout
         self._keep_workdir = keep_workdir
-        self._tokens: dict[str, tuple[str, tuple[str, ...]]] = {}  # user -> (token, groups)
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self._tokens = Tokens()
+        self._processes = Supervisor()
         self.admin_user = ADMIN_USER
         self.admin_token = self.add_token(ADMIN_USER, ADMIN_GROUPS)
-        self._finalizer = weakref.finalize(self, _stop_all, self._processes)
+        self._finalizer = weakref.finalize(self, self._processes.stop_all)
         self._workdir: Path | None = None
         self._port: int | None = None
         self._etcd_port: int | None = None
-        self._log_files: list[IO[bytes]] = []
 
     # ---- identities (before start) ---------------------------------------------------------
 
@@ -242,15 +138,9 @@ class ControlPlane:
 
         ``system:authenticated`` is added by the API server to every authenticated user.
         """
-        if self._processes:
+        if self._processes.started:
             raise RuntimeError("add_token() must be called before start()")
-        if not user or any(c in user for c in ',"\n'):
-            raise ValueError(f"unsupported user name: {user!r}")
-        if any(not g or any(c in g for c in ',"\n') for g in groups):
-            raise ValueError(f"unsupported group names: {groups!r}")
-        token = token or secrets.token_hex(24)
-        self._tokens[user] = (token, tuple(groups))
-        return token
+        return self._tokens.add(user, groups, token=token)
 
     def add_service_account_token(self, namespace: str, name: str) -> str:
         """An identity that RBAC treats as the service account ``namespace/name``."""
@@ -260,7 +150,7 @@ class ControlPlane:
         )
 
     def token_for(self, user: str) -> str:
-        return self._tokens[user][0]
+        return self._tokens.token_for(user)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -278,7 +168,8 @@ class ControlPlane:
 
     @property
     def running(self) -> bool:
-        return bool(self._processes) and all(p.poll() is None for p in self._processes)
+        """Both processes are running."""
+        return self._processes.all_running()
 
     def start(self) -> None:
         """Start etcd and kube-apiserver and wait until ``/readyz`` is ok.
@@ -286,13 +177,14 @@ class ControlPlane:
         Raises :class:`ControlPlaneError` (with log tails) if that fails within the timeout.
         Port clashes (ports are picked free, then bound by the children) are retried.
         """
-        if self._processes:
+        if self._processes.started:
             raise RuntimeError("already started")
         if self._binaries is None:
             self._binaries = resolve_binaries()
         attempts = 1 if self._requested_port else 3
         for attempt in range(1, attempts + 1):
             self._workdir = Path(tempfile.mkdtemp(prefix="scp-testenv-", dir=self._workdir_parent))
+            self._processes.bind(self._workdir)
             try:
                 self._start_once(self._binaries)
                 return
@@ -311,12 +203,46 @@ class ControlPlane:
         self._stop(remove_workdir=not self._keep_workdir)
 
     def _stop(self, *, remove_workdir: bool) -> None:
-        _stop_all(self._processes)
-        for log in self._log_files:
-            log.close()
-        self._log_files.clear()
+        self._processes.stop_all()
         if self._workdir is not None and remove_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
+
+    # ---- faults ----------------------------------------------------------------------------
+
+    def kill(self, component: Component) -> None:
+        """SIGKILL ``component`` (``"etcd"`` or ``"kube-apiserver"``): every request and watch
+        it serves breaks at once. It stays down until :meth:`restart`/:meth:`ensure_running`."""
+        self._processes.kill(component)
+
+    def is_running(self, component: Component) -> bool:
+        return self._processes.running(component)
+
+    def restart(self, component: Component, timeout: float = 120.0) -> None:
+        """Start ``component`` again (SIGKILLing it first if it runs) with its original
+        arguments — same port, data directory and certificates — and wait until it is healthy
+        and, if kube-apiserver is running, until the API server is ready again."""
+        self._processes.respawn(component)
+        deadline = time.monotonic() + timeout
+        if component == "etcd":
+            self._wait("etcd did not come back", self._etcd_healthy, deadline)
+            if not self.is_running("kube-apiserver"):
+                return
+            what = "kube-apiserver did not recover from etcd"
+        else:
+            what = "kube-apiserver did not come back"
+        self._wait(what, self._apiserver_ready, deadline)
+
+    def ensure_running(self, timeout: float = 120.0) -> None:
+        """Restart every component that is down (etcd first) and wait until ``/readyz``."""
+        deadline = time.monotonic() + timeout
+        for component in COMPONENTS:
+            if not self.is_running(component):
+                self.restart(component, max(deadline - time.monotonic(), 1.0))
+        self.wait_ready(max(deadline - time.monotonic(), 1.0))
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until the API server answers ``/readyz`` with ok."""
+        self._wait("control plane not ready", self._apiserver_ready, time.monotonic() + timeout)
 
     # ---- results ---------------------------------------------------------------------------
 
@@ -378,7 +304,7 @@ class ControlPlane:
     # ---- helpers ---------------------------------------------------------------------------
 
     def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_file))
+        return ssl_context(self.ca_file)
 
     def get_json(self, path: str, *, user: str | None = None, timeout: float = 10.0) -> Any:
         """GET ``path`` from the API server as ``user`` (default admin); parsed JSON."""
@@ -437,65 +363,17 @@ class ControlPlane:
     # ---- internals -------------------------------------------------------------------------
 
     def _write_kubeconfig(self, path: Path, user: str, token: str) -> None:
-        ca_data = base64.b64encode(self.ca_file.read_bytes()).decode()
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": CLUSTER_NAME,
-                    "cluster": {"server": self.server, "certificate-authority-data": ca_data},
-                }
-            ],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [
-                {
-                    "name": CLUSTER_NAME,
-                    "context": {"cluster": CLUSTER_NAME, "user": user, "namespace": "default"},
-                }
-            ],
-            "current-context": CLUSTER_NAME,
-        }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-        tmp.chmod(0o600)
-        tmp.replace(path)
-
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("ab")
-        self._log_files.append(log)
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,
-            preexec_fn=_parent_death_signal(),
+        write_kubeconfig(
+            path,
+            cluster=CLUSTER_NAME,
+            server=self.server,
+            ca_file=self.ca_file,
+            user=user,
+            token=token,
         )
-        self._processes.append(proc)
-        return proc
-
-    def _failure(self, what: str) -> ControlPlaneError:
-        logs = "\n".join(
-            f"--- last lines of {path} ---\n{_tail(path)}"
-            for path in (self.workdir / "etcd.log", self.workdir / "kube-apiserver.log")
-            if path.exists()
-        )
-        return ControlPlaneError(f"{what} (work directory: {self.workdir})\n{logs}")
 
     def _wait(self, what: str, probe: Callable[[], bool], deadline: float) -> None:
-        while True:
-            for proc in self._processes:
-                if proc.poll() is not None:
-                    argv = proc.args
-                    name = Path(str(argv[0] if isinstance(argv, list) else argv)).name
-                    raise self._failure(f"{what}: {name} exited with {proc.returncode}")
-            if probe():
-                return
-            if time.monotonic() > deadline:
-                raise self._failure(f"{what}: timed out after {self._startup_timeout:.0f}s")
-            time.sleep(0.2)
+        self._processes.wait(what, probe, max(deadline - time.monotonic(), 0.0))
 
     def _start_once(self, binaries: Binaries) -> None:
         workdir = self.workdir
@@ -504,16 +382,10 @@ class ControlPlane:
         sa_key = workdir / "pki" / "service-account.key"
         generate_signing_key(sa_key)
         token_file = workdir / "tokens.csv"
-        token_file.write_text(
-            "".join(
-                f'{token},{user},{user},"{",".join(groups)}"\n'
-                for user, (token, groups) in self._tokens.items()
-            )
-        )
-        token_file.chmod(0o600)
+        self._tokens.write_file(token_file)
 
         self._etcd_port, peer_port = free_port(), free_port()
-        self._spawn(
+        self._processes.spawn(
             "etcd",
             [
                 str(binaries.etcd),
@@ -531,7 +403,7 @@ class ControlPlane:
         self._wait("etcd did not become healthy", self._etcd_healthy, deadline)
 
         self._port = self._requested_port or free_port()
-        self._spawn(
+        self._processes.spawn(
             "kube-apiserver",
             [
                 str(binaries.kube_apiserver),

@@ -1,6 +1,6 @@
 """The benchmark's smoke run (``make bench-smoke``) works end to end and its numbers are sane.
 
-It runs ``python -m bench.run --smoke`` as a subprocess (its own control plane, emulator and
+It runs ``python -m tools.bench.run --smoke`` as a subprocess (its own control plane, emulator and
 operator processes) and checks what the JSON says. Deliberately no timing thresholds: the
 machine running CI is shared and slow; only counts, invariants and "finite and positive".
 """
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("bench") / "smoke.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)],
+        [sys.executable, "-m", "tools.bench.run", "--smoke", "--output", str(output)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,5 +1,7 @@
-"""Helpers for the chart tests: render and install ``helm/scp-operator`` with the real helm, run
-the operator the way the chart's Deployment would, and read the API server's audit log.
+"""Helpers for the chart tests on a cluster: run the operator the way the chart's Deployment
+would, read objects and the API server's audit log. (The chart's path, values and rendering:
+``tests/chart_support.py``; the control plane and releases the chart tests share:
+``tests/e2e/chart_fixtures.py``.)
 
 The operator runs as a local process, not a pod (no kubelet here), but with exactly what the pod
 would get: the arguments of the Deployment's container, the environment of its ConfigMap, the
@@ -13,23 +15,18 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from scp_operator import constants
+from scp_testenv import ControlPlane, free_port
 
-from scp_testenv import ControlPlane
-from tests.conftest import REPO
-
-CHART = REPO / "helm" / "scp-operator"
 OPERATOR = Path(sys.executable).parent / "scp-operator"
 
 #: Audit policy: metadata of every request made by any service account (the chart's included).
@@ -44,53 +41,6 @@ rules:
 """
 
 
-def values_file(directory: Path, name: str, values: Mapping[str, Any]) -> Path:
-    """Write Helm values to ``directory/name.yaml``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(dict(values), sort_keys=True))
-    return path
-
-
-#: What ``helm template`` must be told to render the MutatingAdmissionPolicy (Helm's offline
-#: capabilities name API groups, not kinds; a real install reads the API server's discovery).
-WITH_MUTATING_POLICY = ("--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy")
-
-
-def render(
-    cp: ControlPlane,
-    values: Path,
-    *,
-    release: str = "scp",
-    namespace: str = "scp-system",
-    extra: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """``helm template`` with a values file (and ``extra`` flags); the manifests as dicts (hooks
-    included)."""
-    out = cp.helm(
-        "template", release, str(CHART), "-n", namespace, "-f", str(values), *extra
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
-
-
-def find(manifests: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    """The one manifest of ``kind`` (and ``name``); fails the test if there is not exactly one."""
-    found = [
-        m
-        for m in manifests
-        if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)
-    ]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
-    return found[0]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def get_json(cp: ControlPlane, *args: str, kubeconfig: Path | None = None) -> Any:
     return json.loads(cp.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
 
@@ -99,18 +49,6 @@ def service_account_kubeconfig(cp: ControlPlane, namespace: str, name: str) -> P
     """A kubeconfig with a real token (TokenRequest) of an existing ServiceAccount."""
     token = cp.kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
     return cp.kubeconfig_for_token(token, f"{namespace}-{name}")
-
-
-def wait_for(what: str, probe: Any, timeout: float = 60.0, interval: float = 0.3) -> Any:
-    """Poll ``probe()`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -271,13 +209,43 @@ def audited_requests(log: Path, user: str) -> list[AuditedRequest]:
     return found
 
 
-def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    """(group, resource, verb) triples a list of RBAC rules grants (no wildcards expected)."""
-    triples = set()
-    for rule in rules:
-        for group in rule.get("apiGroups", []):
-            for resource in rule.get("resources", []):
-                for verb in rule["verbs"]:
-                    assert "*" not in (group, resource, verb), f"wildcard in {rule}"
-                    triples.add((group, resource, verb))
-    return triples
+# ---- VirtualServers and ScpAccounts -----------------------------------------------------------
+
+
+def virtual_server(name: str, namespace: str, server_id: str, account: str | None = None) -> str:
+    """A VirtualServer manifest (JSON, for ``kubectl apply -f -``)."""
+    spec = {"serverId": server_id}
+    if account:
+        spec["accountRef"] = account
+    return json.dumps(
+        {
+            "apiVersion": constants.API_VERSION,
+            "kind": constants.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
+
+
+def ready(cp: ControlPlane, name: str, namespace: str) -> dict[str, Any] | None:
+    """The object once the operator has observed it (it has a Ready condition), else None."""
+    obj = get_json(cp, "virtualserver", name, "-n", namespace)
+    for condition in obj.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            return dict(obj)
+    return None
+
+
+def account_ready(cp: ControlPlane, name: str) -> bool:
+    """The ScpAccount says Ready=True."""
+    obj = get_json(cp, "scpaccount", name)
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
+
+
+def gone(cp: ControlPlane, name: str, namespace: str) -> bool:
+    """The VirtualServer no longer exists."""
+    result = cp.kubectl("get", "virtualserver", name, "-n", namespace, check=False)
+    return result.returncode != 0 and "NotFound" in result.stderr

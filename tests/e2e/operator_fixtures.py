@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,6 @@ FAST = {
     # namespace) is its own; a short one lets a restart after SIGKILL take over within seconds.
     "SCP_OPERATOR_LEASE_DURATION": "3",
 }
-
-
-def wait_for(check: Callable[[], Any], within: float = 60.0, what: str = "") -> Any:
-    """Poll ``check`` until truthy; fail naming ``what``."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for: {what or check}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

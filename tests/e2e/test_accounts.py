@@ -23,9 +23,9 @@ import pytest
 from scp_emulator.config import Credential, EmulatorConfig
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
-from scp_testenv import ControlPlane
+from scp_testenv import ControlPlane, wait_for
 from scp_testenv.operator_process import OperatorProcess
-from tests.e2e.operator_fixtures import FAST, Cluster, wait_for
+from tests.e2e.operator_fixtures import FAST, Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 
 from scp_operator import constants
-from scp_testenv import ControlPlane
+from scp_testenv import ControlPlane, wait_for
+from tests.chart_support import CHART, values_file
 from tests.conftest import REPO
 from tests.e2e import charts
 
@@ -213,10 +214,10 @@ def admission(
             "admission": {"addFinalizer": False, "requireFinalizer": True, "accountRef": False},
         }
         for release, values in ((env.main, main_values), (env.strict, strict_values)):
-            path = charts.values_file(directory, release, values)
+            path = values_file(directory, release, values)
             installed.append(release)
             cp.helm(
-                "install", release, str(charts.CHART), "-n", env.release_namespace,
+                "install", release, str(CHART), "-n", env.release_namespace,
                 "--no-hooks", "-f", str(path),
             )  # fmt: skip
         _wait_until_the_policies_act(env)
@@ -241,19 +242,19 @@ def _wait_until_the_policies_act(env: Admission) -> None:
         stored = _created(cp, _virtual_server(ns["a"]))
         return constants.FINALIZER in stored["metadata"].get("finalizers", [])
 
-    charts.wait_for("the add-finalizer policy", finalizer_added)
-    charts.wait_for(
-        "the strict release's require-finalizer policy",
+    wait_for(finalizer_added, what="the add-finalizer policy")
+    wait_for(
         lambda: _refused(cp, _virtual_server(ns["strict"]), constants.FINALIZER),
+        what="the strict release's require-finalizer policy",
     )
     for suffix, (_, admitted) in ACCOUNTS.items():
         refused_in = [role for role in NAMESPACE_LABELS if role not in admitted]
         if refused_in:  # the account is a parameter of the account-ref policy now
             role = refused_in[0]
             manifest = _virtual_server(ns[role], account=env.account(suffix))
-            charts.wait_for(
-                f"ScpAccount {env.account(suffix)} in the account-ref policy",
+            wait_for(
                 lambda m=manifest, r=role, s=suffix: _refused(cp, m, *_not_admitted(env, s, r)),
+                what=f"ScpAccount {env.account(suffix)} in the account-ref policy",
             )
 
 

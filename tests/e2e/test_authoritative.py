@@ -1,8 +1,8 @@
 """Deletion decisions from authoritative facts (issue 9), end to end.
 
 The operator runs as a real process against the session's kube-apiserver + etcd and talks to
-the SCP emulator over real HTTP. Each test proves one rule of design.md's "Decide from facts,
-not caches":
+the SCP emulator over real HTTP. Each test proves one rule of "decide from facts, not caches"
+(docs/architecture.md, "Invariants"):
 
 * a sharer that is itself terminating still blocks while it is protected;
 * the shared-server guard asks the API server (a field-selected LIST) right before each DELETE,
@@ -28,9 +28,9 @@ import pytest
 from scp_emulator.config import EmulatorConfig
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
-from scp_testenv import ControlPlane, KubectlError
+from scp_testenv import ControlPlane, KubectlError, wait_for
 from scp_testenv.operator_process import OperatorProcess
-from tests.e2e.operator_fixtures import FAST, Cluster, wait_for
+from tests.e2e.operator_fixtures import FAST, Cluster
 
 pytestmark = pytest.mark.e2e
 

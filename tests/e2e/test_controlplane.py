@@ -159,3 +159,26 @@ def test_helm_reports_the_pinned_version_and_reaches_the_cluster(
     assert version == pinned_versions()["helm"]
     assert re.match(r"^v\d+\.\d+\.\d+$", version)
     assert control_plane.helm("list", "--all-namespaces", "--output=json").stdout.strip() == "[]"
+
+
+def test_a_killed_component_restarts_on_the_same_port_with_its_data(
+    control_plane: ControlPlane,
+) -> None:
+    """``kill``/``restart`` (what the fault suite uses), on a control plane of its own."""
+    with ControlPlane(control_plane.binaries) as cp:
+        cp.kubectl("create", "namespace", "kept")
+        port, kubeconfig = cp.port, cp.kubeconfig.read_text()
+        cp.kill("etcd")
+        assert not cp.is_running("etcd")
+        assert not cp.running
+        cp.restart("etcd")
+        cp.kill("kube-apiserver")
+        assert cp.kubectl("get", "namespace", "kept", check=False, timeout=10).returncode != 0
+        cp.ensure_running()
+        assert cp.running
+        assert (cp.port, cp.kubeconfig.read_text()) == (port, kubeconfig)
+        assert cp.kubectl("get", "namespace", "kept", "-o", "name").stdout.strip() == (
+            "namespace/kept"
+        )
+        with pytest.raises(ValueError, match="no component"):
+            cp.kill("kubelet")  # type: ignore[arg-type]

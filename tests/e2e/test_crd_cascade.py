@@ -24,10 +24,10 @@ import pytest
 from scp_emulator.config import EmulatorConfig
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
-from scp_testenv import ControlPlane
+from scp_testenv import ControlPlane, wait_for
 from scp_testenv.operator_process import OperatorProcess
 from tests.e2e import faults_support as fs
-from tests.e2e.operator_fixtures import FAST, Cluster, wait_for
+from tests.e2e.operator_fixtures import FAST, Cluster
 
 # How the cascade completes: while a CRD terminates, the API server's discovery lists its
 # resource without the patch verb (patches still work), and Kopf stops serving it ("Non-patchable

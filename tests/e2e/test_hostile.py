@@ -17,9 +17,9 @@ import pytest
 
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
-from scp_testenv import ControlPlane
+from scp_testenv import ControlPlane, wait_for
 from scp_testenv.operator_process import OperatorProcess
-from tests.e2e.operator_fixtures import Cluster, wait_for
+from tests.e2e.operator_fixtures import Cluster
 
 LEGACY_PROGRESS_ANNOTATION = f"{constants.ANNOTATION_PREFIX}/delete-server"
 

@@ -21,9 +21,9 @@ import pytest
 
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator.lease import WHY_WAITING, effective_lease_name
-from scp_testenv import ControlPlane
+from scp_testenv import ControlPlane, wait_for
 from scp_testenv.operator_process import READY_LINE, OperatorProcess
-from tests.e2e.operator_fixtures import FAST, Cluster, wait_for
+from tests.e2e.operator_fixtures import FAST, Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ import pytest
 
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
-from scp_testenv import ControlPlane, KubectlError
+from scp_testenv import ControlPlane, KubectlError, wait_for
 from scp_testenv.operator_process import OperatorProcess
-from tests.e2e.operator_fixtures import Cluster, wait_for
+from tests.e2e.operator_fixtures import Cluster
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 

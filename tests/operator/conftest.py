@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -207,16 +207,3 @@ def vs_body(name: str, server_id: str, **spec: Any) -> dict[str, Any]:
         "metadata": meta,
         "spec": {"serverId": server_id, "deletionPolicy": "Delete", **spec},
     }
-
-
-async def eventually(check: Callable[[], Any], within: float = 20.0, what: str = "") -> Any:
-    """Poll until ``check()`` is truthy; fail with ``what`` after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what or check}")
-        await asyncio.sleep(0.05)

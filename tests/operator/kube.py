@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 
 from scp_operator import constants
-from tests.operator.conftest import NS, VS, eventually, vs_body
+from scp_testenv import eventually
+from tests.operator.conftest import NS, VS, vs_body
 
 BASE = f"/apis/{constants.API_VERSION}/namespaces/{NS}/{constants.PLURAL}"
 

@@ -1,7 +1,7 @@
 """The delete flows end to end through Kopf, over kmock and the SCP emulator.
 
-One test per row of design.md's decision table that needs the whole machine; the pure rows are
-proven exhaustively in tests/unit/test_decision.py.
+One test per row of the decision table (docs/architecture.md) that needs the whole machine; the
+pure rows are proven exhaustively in tests/unit/test_decision.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 
 from scp_emulator.server import EmulatorServer
 from scp_operator import constants
-from tests.operator.conftest import CRDS, Operator, eventually, running_operator
+from scp_testenv import eventually
+from tests.operator.conftest import CRDS, Operator, running_operator
 from tests.operator.kube import condition, create, delete, obj, patch
 
 pytestmark = pytest.mark.operator

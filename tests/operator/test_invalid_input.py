@@ -10,7 +10,8 @@ from typing import Any
 
 from scp_emulator.server import EmulatorServer
 from scp_operator import constants
-from tests.operator.conftest import CRDS, Operator, eventually
+from scp_testenv import eventually
+from tests.operator.conftest import CRDS, Operator
 from tests.operator.kube import condition, create, delete, obj, patch
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from scp_emulator.server import EmulatorServer
 from scp_operator.metrics import BLOCKED
-from tests.operator.conftest import eventually, running_operator
+from scp_testenv import eventually, free_port
+from tests.operator.conftest import running_operator
 from tests.operator.kube import condition, create, delete, obj, patch
 
 pytestmark = pytest.mark.operator
@@ -82,16 +83,10 @@ def _value(text: str, series: str) -> float:
     raise AssertionError(f"{series} not in the metrics")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_metrics_endpoint_counts_requests_and_outcomes(
     k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     blocked_before = BLOCKED.labels("Conflict")._value.get()
     sid = emulator.state.add_server(name="m").id
     locked = emulator.state.add_server(name="ml", locked=True).id

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from scp_emulator.server import EmulatorServer
-from tests.operator.conftest import eventually, running_operator
+from scp_testenv import eventually
+from tests.operator.conftest import running_operator
 from tests.operator.kube import condition, create, delete, obj
 
 pytestmark = pytest.mark.operator

@@ -18,7 +18,7 @@ from lupa import lua51  # type: ignore[import-untyped]
 from scp_operator import constants
 from scp_operator.decision import Action, CrdState, Situation, decide
 from scp_operator.model import DeletionPolicy
-from scp_operator.scp.outcomes import Kind, Outcome
+from scp_operator.scp.outcomes import Outcome, Verdict
 from tests.conftest import REPO
 
 SCRIPT = REPO / "deploy" / "argocd" / "virtualserver-health.lua"
@@ -126,18 +126,18 @@ def test_deletion_before_the_operator_acts_is_progressing(health: Health) -> Non
 
 
 BLOCKED = {
-    "conflict": Situation(SID, outcome=Outcome(Kind.CONFLICT, 409, "Server is locked")),
-    "unauthorized": Situation(SID, outcome=Outcome(Kind.UNAUTHORIZED, 401)),
-    "forbidden": Situation(SID, outcome=Outcome(Kind.FORBIDDEN, 403)),
-    "no-credentials": Situation(SID, outcome=Outcome(Kind.NO_CREDENTIALS, None, "no keys")),
-    "unknown-answer": Situation(SID, outcome=Outcome(Kind.REJECTED, 418)),
+    "conflict": Situation(SID, outcome=Outcome(Verdict.CONFLICT, 409, "Server is locked")),
+    "unauthorized": Situation(SID, outcome=Outcome(Verdict.UNAUTHORIZED, 401)),
+    "forbidden": Situation(SID, outcome=Outcome(Verdict.FORBIDDEN, 403)),
+    "no-credentials": Situation(SID, outcome=Outcome(Verdict.NO_CREDENTIALS, None, "no keys")),
+    "unknown-answer": Situation(SID, outcome=Outcome(Verdict.REJECTED, 418)),
     "protected": Situation(SID, protected=True),
     "shared": Situation(SID, sharers=("apps/web-2",)),
     "deletion-failed": Situation(
         SID,
         confirm=True,
         accepted_before=True,
-        outcome=Outcome(Kind.FOUND, 200, body={"state": "ERROR"}),
+        outcome=Outcome(Verdict.FOUND, 200, body={"state": "ERROR"}),
     ),
 }
 
@@ -151,12 +151,12 @@ def test_a_deletion_blocked_until_someone_acts_is_degraded(health: Health, situa
 
 
 UNDER_WAY = {
-    "throttled": Situation(SID, outcome=Outcome(Kind.THROTTLED, 429)),
-    "scp-down": Situation(SID, outcome=Outcome(Kind.UNAVAILABLE, 503)),
+    "throttled": Situation(SID, outcome=Outcome(Verdict.THROTTLED, 429)),
+    "scp-down": Situation(SID, outcome=Outcome(Verdict.UNAVAILABLE, 503)),
     "crd-unreadable": Situation(SID, crd=CrdState.UNKNOWN),
-    "awaiting-confirmation": Situation(SID, confirm=True, outcome=Outcome(Kind.ACCEPTED, 202)),
-    "accepted": Situation(SID, outcome=Outcome(Kind.ACCEPTED, 202)),
-    "gone": Situation(SID, outcome=Outcome(Kind.GONE, 404)),
+    "awaiting-confirmation": Situation(SID, confirm=True, outcome=Outcome(Verdict.ACCEPTED, 202)),
+    "accepted": Situation(SID, outcome=Outcome(Verdict.ACCEPTED, 202)),
+    "gone": Situation(SID, outcome=Outcome(Verdict.GONE, 404)),
     "orphaned": Situation(SID, policy=DeletionPolicy.ORPHAN),
     "crd-cascade": Situation(SID, crd=CrdState.TERMINATING),
 }
@@ -173,7 +173,7 @@ def test_a_deletion_that_proceeds_on_its_own_is_progressing(health: Health, situ
 def test_every_reason_the_script_names_is_one_the_operator_writes() -> None:
     """A reason renamed in the operator must not silently turn a Degraded object Progressing."""
     literals: set[str] = set()
-    for module in ("decision.py", "handlers.py"):
+    for module in ("decision.py", "handlers/virtualservers.py", "directory.py"):
         tree = ast.parse((REPO / "operator" / "scp_operator" / module).read_text())
         literals |= {
             node.value

@@ -20,8 +20,9 @@ from scp_operator import settings
 from scp_operator.credentials import CredentialsProvider
 from scp_operator.limits import RequestLimiter
 from scp_operator.scp import endpoints, outcomes, signing
-from scp_operator.scp.client import MAX_BODY, ScpClient
-from scp_operator.scp.outcomes import Kind, Outcome
+from scp_operator.scp.answers import MAX_BODY
+from scp_operator.scp.client import ScpClient
+from scp_operator.scp.outcomes import Outcome, Verdict
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 BASE = "https://scp.test"  # plain http:// is refused for any host but loopback
@@ -55,8 +56,8 @@ async def test_each_attempt_is_signed_afresh_over_the_exact_url(tmp_path: Path) 
         return httpx.Response(202)
 
     client = make(handler, tmp_path)
-    assert (await client.delete_server(SID)).kind is Kind.ACCEPTED
-    assert (await client.delete_server(SID)).kind is Kind.ACCEPTED
+    assert (await client.delete_server(SID)).kind is Verdict.ACCEPTED
+    assert (await client.delete_server(SID)).kind is Verdict.ACCEPTED
     for request in seen:
         expected = signing.sign(
             method="DELETE",
@@ -76,7 +77,7 @@ async def test_404_is_trusted_only_from_a_verified_scp_endpoint(tmp_path: Path) 
         return httpx.Response(404, text="<html>not found</html>")
 
     outcome = await make(not_scp, tmp_path).delete_server(SID)
-    assert outcome.kind is Kind.REJECTED
+    assert outcome.kind is Verdict.REJECTED
     assert "SCP_ENDPOINT" in (outcome.detail or "")
 
     def scp(request: httpx.Request) -> httpx.Response:
@@ -84,7 +85,7 @@ async def test_404_is_trusted_only_from_a_verified_scp_endpoint(tmp_path: Path) 
             return httpx.Response(200, json=VERSIONS)
         return httpx.Response(404, json={"errors": [{"status": 404, "detail": "not found"}]})
 
-    assert (await make(scp, tmp_path).delete_server(SID)).kind is Kind.GONE
+    assert (await make(scp, tmp_path).delete_server(SID)).kind is Verdict.GONE
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ async def test_transport_failures_become_unavailable(
         raise exc
 
     outcome = await make(handler, tmp_path).delete_server(SID)
-    assert outcome.kind is Kind.UNAVAILABLE
+    assert outcome.kind is Verdict.UNAVAILABLE
     assert words in (outcome.detail or "")
     assert SECRET not in outcome.describe()
 
@@ -112,7 +113,7 @@ async def test_huge_bodies_are_capped(tmp_path: Path) -> None:
         return httpx.Response(500, content=b"x" * (MAX_BODY * 3))
 
     outcome = await make(handler, tmp_path).delete_server(SID)
-    assert outcome.kind is Kind.UNAVAILABLE
+    assert outcome.kind is Verdict.UNAVAILABLE
 
 
 async def test_missing_credentials_make_no_call(tmp_path: Path) -> None:
@@ -123,7 +124,7 @@ async def test_missing_credentials_make_no_call(tmp_path: Path) -> None:
         return httpx.Response(202)
 
     outcome = await make(handler, tmp_path, secret=None).delete_server(SID)
-    assert outcome.kind is Kind.NO_CREDENTIALS
+    assert outcome.kind is Verdict.NO_CREDENTIALS
     assert calls == []
 
 
@@ -134,7 +135,7 @@ async def test_get_returns_the_server_body(tmp_path: Path) -> None:
         return httpx.Response(200, content=json.dumps(server).encode())
 
     outcome = await make(handler, tmp_path).get_server(SID)
-    assert outcome.kind is Kind.FOUND
+    assert outcome.kind is Verdict.FOUND
     assert outcome.body == server
 
 
@@ -142,7 +143,7 @@ async def test_redirects_are_not_followed(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(302, headers={"location": "http://elsewhere/"})
 
-    assert (await make(handler, tmp_path).delete_server(SID)).kind is Kind.REJECTED
+    assert (await make(handler, tmp_path).delete_server(SID)).kind is Verdict.REJECTED
 
 
 async def test_concurrent_crd_checks_share_reads_that_start_after_they_ask(
@@ -195,16 +196,16 @@ async def test_a_failing_crd_read_answers_unknown_to_everyone(
 @pytest.mark.parametrize(
     ("method", "status", "kind"),
     [
-        ("DELETE", 202, Kind.ACCEPTED),
-        ("DELETE", 404, Kind.GONE),
-        ("DELETE", 409, Kind.CONFLICT),
-        ("DELETE", 503, Kind.UNAVAILABLE),
-        ("GET", 404, Kind.GONE),
-        ("GET", 200, Kind.REJECTED),  # a server we could not read is not FOUND
+        ("DELETE", 202, Verdict.ACCEPTED),
+        ("DELETE", 404, Verdict.GONE),
+        ("DELETE", 409, Verdict.CONFLICT),
+        ("DELETE", 503, Verdict.UNAVAILABLE),
+        ("GET", 404, Verdict.GONE),
+        ("GET", 200, Verdict.REJECTED),  # a server we could not read is not FOUND
     ],
 )
 async def test_an_answer_that_cannot_be_turned_into_an_outcome_keeps_its_status(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, status: int, kind: Kind
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, status: int, kind: Verdict
 ) -> None:
     """If building the outcome fails for any reason, the status alone still decides."""
 
@@ -281,9 +282,9 @@ async def test_an_endpoint_spelled_unlike_httpx_sends_it_still_gets_verifiable_c
         probe = await client.list_servers_probe()
     finally:
         await client.aclose()
-    assert deleted.kind is Kind.ACCEPTED, deleted.describe()
-    assert read.kind is Kind.GONE, read.describe()
-    assert probe.kind is not Kind.REJECTED
+    assert deleted.kind is Verdict.ACCEPTED, deleted.describe()
+    assert read.kind is Verdict.GONE, read.describe()
+    assert probe.kind is not Verdict.REJECTED
     signed = [r for r in seen if "scp-signature" in r.headers]
     assert len(signed) == 3
     assert all(verified_by_the_gateway(r) for r in signed)
@@ -312,7 +313,7 @@ async def test_an_upper_case_host_reaches_the_emulator_with_a_valid_signature(
         finally:
             await client.aclose()
         sent = emu.requests(method="DELETE")
-    assert outcome.kind is Kind.ACCEPTED, outcome.describe()
+    assert outcome.kind is Verdict.ACCEPTED, outcome.describe()
     assert [r["signature_valid"] for r in sent] == [True]
     assert sent[0]["url"] == f"http://localhost:{port}/v1/servers/{sid}"
 
@@ -328,7 +329,7 @@ async def test_an_account_id_http_cannot_carry_is_rejected_without_a_call(tmp_pa
     client = make(handler, tmp_path, account_id="acc\u00e9")
     outcome = await client.delete_server(SID)
     await client.aclose()
-    assert outcome.kind is Kind.REJECTED
+    assert outcome.kind is Verdict.REJECTED
     assert "SCP_ACCOUNT_ID" in (outcome.detail or "")
     assert calls == []
 
@@ -345,7 +346,7 @@ async def test_an_upper_case_server_id_is_sent_in_lower_case(tmp_path: Path) -> 
 
     client = make(handler, tmp_path)
     assert client.server_url(SID.upper()) == f"{BASE}/v1/servers/{SID}"
-    assert (await client.delete_server(SID.upper())).kind is Kind.ACCEPTED
+    assert (await client.delete_server(SID.upper())).kind is Verdict.ACCEPTED
     await client.get_server(SID.upper())
     await client.aclose()
     assert seen[:2] == [f"{BASE}/v1/servers/{SID}"] * 2
@@ -384,7 +385,7 @@ async def test_a_region_without_an_endpoint_is_rejected_without_a_call(tmp_path:
         await client.list_servers_probe("kr-south9"),
     ):
         assert outcome == Outcome(
-            Kind.REJECTED, None, "region 'kr-south9' does not exist in SCP environment 'e'"
+            Verdict.REJECTED, None, "region 'kr-south9' does not exist in SCP environment 'e'"
         )
     await client.aclose()
     assert calls == []
@@ -406,7 +407,7 @@ async def test_the_probe_goes_to_the_given_region_and_hands_back_the_server_list
     outcome = await client.list_servers_probe("kr-east1")
     await client.aclose()
     assert seen == ["https://virtualserver.kr-east1.e.test/v1/servers?limit=1"]
-    assert outcome.kind is Kind.FOUND
+    assert outcome.kind is Verdict.FOUND
     assert outcome.body == listing
 
 
@@ -431,10 +432,10 @@ async def test_a_delete_with_slot_held_takes_no_second_slot(tmp_path: Path) -> N
         outcome = await asyncio.wait_for(client.delete_server(SID, slot_held=True), timeout=5)
         assert limiter.in_flight == 1
     assert limiter.in_flight == 0
-    assert outcome.kind is Kind.GONE
+    assert outcome.kind is Verdict.GONE
     assert in_flight_at_send == [1, 1]  # the DELETE and the root read, both under the one slot
     # and without a held slot the client takes (and returns) its own
-    assert (await client.delete_server(SID)).kind is Kind.GONE
+    assert (await client.delete_server(SID)).kind is Verdict.GONE
     assert limiter.in_flight == 0
     await client.aclose()
 
@@ -446,7 +447,7 @@ async def test_a_held_slot_really_holds_one_of_the_limiters_slots(tmp_path: Path
         waiting = asyncio.ensure_future(client.delete_server(SID))
         await asyncio.sleep(0.05)
         assert not waiting.done()  # no free slot while the caller holds the only one
-    assert (await asyncio.wait_for(waiting, timeout=5)).kind is Kind.ACCEPTED
+    assert (await asyncio.wait_for(waiting, timeout=5)).kind is Verdict.ACCEPTED
     assert limiter.in_flight == 0
     await client.aclose()
 
@@ -458,7 +459,7 @@ async def test_a_slot_is_returned_when_the_caller_fails_while_holding_it(tmp_pat
         async with client.slot():
             raise RuntimeError("the safety check failed")
     assert limiter.in_flight == 0
-    assert (await asyncio.wait_for(client.delete_server(SID), timeout=5)).kind is Kind.ACCEPTED
+    assert (await asyncio.wait_for(client.delete_server(SID), timeout=5)).kind is Verdict.ACCEPTED
     await client.aclose()
 
 

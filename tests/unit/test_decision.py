@@ -1,4 +1,5 @@
-"""Every row of design.md's deletion decision table, and the invariant over all of them."""
+"""Every row of the deletion decision table (docs/architecture.md), and the invariant over all
+of them."""
 
 import dataclasses
 import itertools
@@ -8,14 +9,14 @@ import pytest
 from scp_operator.backoff import Schedule
 from scp_operator.decision import Action, CrdState, Situation, Timing, decide
 from scp_operator.model import DeletionPolicy
-from scp_operator.scp.outcomes import Kind, Outcome
+from scp_operator.scp.outcomes import Outcome, Verdict
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 BASE = Situation(server_id=SID)
 TIMING = Timing(fast=Schedule(5, 900), slow=Schedule(60, 1800), hold_recheck=60, confirm_poll=10)
 
 
-def answered(kind: Kind, status: int | None = None, **kw: object) -> Situation:
+def answered(kind: Verdict, status: int | None = None, **kw: object) -> Situation:
     return dataclasses.replace(BASE, outcome=Outcome(kind, status, **kw), timing=TIMING)  # type: ignore[arg-type]
 
 
@@ -75,19 +76,19 @@ def test_confirm_mode_after_acceptance_calls_get_not_delete() -> None:
 
 
 def test_row_202_releases() -> None:
-    d = decide(answered(Kind.ACCEPTED, 202))
+    d = decide(answered(Verdict.ACCEPTED, 202))
     assert (d.action, d.reason, d.warning) == (Action.RELEASE, "DeleteAccepted", False)
 
 
 def test_row_202_in_confirm_mode_keeps_until_404() -> None:
-    s = dataclasses.replace(answered(Kind.ACCEPTED, 202), confirm=True)
+    s = dataclasses.replace(answered(Verdict.ACCEPTED, 202), confirm=True)
     d = decide(s)
     assert (d.action, d.reason, d.delay) == (Action.HOLD, "AwaitingConfirmation", 10)
     present = dataclasses.replace(
-        s, accepted_before=True, outcome=Outcome(Kind.FOUND, 200, body={"state": "DELETING"})
+        s, accepted_before=True, outcome=Outcome(Verdict.FOUND, 200, body={"state": "DELETING"})
     )
     assert decide(present).action is Action.HOLD
-    gone = dataclasses.replace(s, accepted_before=True, outcome=Outcome(Kind.GONE, 404))
+    gone = dataclasses.replace(s, accepted_before=True, outcome=Outcome(Verdict.GONE, 404))
     d = decide(gone)
     assert (d.action, d.reason) == (Action.RELEASE, "ServerGone")
     assert "confirmed" in d.message
@@ -99,19 +100,19 @@ def test_confirm_mode_reports_a_server_stuck_in_error() -> None:
         confirm=True,
         accepted_before=True,
         timing=TIMING,
-        outcome=Outcome(Kind.FOUND, 200, body={"state": "ERROR"}),
+        outcome=Outcome(Verdict.FOUND, 200, body={"state": "ERROR"}),
     )
     d = decide(s)
     assert (d.action, d.reason, d.warning) == (Action.HOLD, "DeletionFailed", True)
 
 
 def test_row_404_releases() -> None:
-    d = decide(answered(Kind.GONE, 404))
+    d = decide(answered(Verdict.GONE, 404))
     assert (d.action, d.reason) == (Action.RELEASE, "ServerGone")
 
 
 def test_row_409_holds_with_fast_backoff_and_names_the_causes() -> None:
-    d = decide(answered(Kind.CONFLICT, 409, detail="Server is locked"))
+    d = decide(answered(Verdict.CONFLICT, 409, detail="Server is locked"))
     assert (d.action, d.reason, d.warning) == (Action.HOLD, "Conflict", True)
     for cause in (
         "locked",
@@ -128,7 +129,7 @@ def test_row_409_holds_with_fast_backoff_and_names_the_causes() -> None:
 
 def test_row_409_backoff_grows_to_the_cap() -> None:
     delays = [
-        decide(dataclasses.replace(answered(Kind.CONFLICT, 409), attempt=n, jitter=0.999)).delay
+        decide(dataclasses.replace(answered(Verdict.CONFLICT, 409), attempt=n, jitter=0.999)).delay
         for n in range(12)
     ]
     assert delays == sorted(delays)
@@ -136,7 +137,7 @@ def test_row_409_backoff_grows_to_the_cap() -> None:
 
 
 def test_row_401_holds_slowly_and_points_at_keys_or_clock() -> None:
-    d = decide(answered(Kind.UNAUTHORIZED, 401, detail="[HMAC] HMAC valid fail"))
+    d = decide(answered(Verdict.UNAUTHORIZED, 401, detail="[HMAC] HMAC valid fail"))
     assert (d.action, d.reason) == (Action.HOLD, "Unauthorized")
     assert "SCP_ACCESS_KEY" in d.message
     assert "clock" in d.message
@@ -145,12 +146,12 @@ def test_row_401_holds_slowly_and_points_at_keys_or_clock() -> None:
 
 
 def test_row_401_with_stale_timestamp_names_clock_skew() -> None:
-    d = decide(answered(Kind.UNAUTHORIZED, 401, detail="[HMAC] Timestamp expired"))
+    d = decide(answered(Verdict.UNAUTHORIZED, 401, detail="[HMAC] Timestamp expired"))
     assert "clock is probably skewed" in d.message
 
 
 def test_row_403_holds_slowly_and_names_iam_permission() -> None:
-    d = decide(answered(Kind.FORBIDDEN, 403, detail="Action definition is not found"))
+    d = decide(answered(Verdict.FORBIDDEN, 403, detail="Action definition is not found"))
     assert (d.action, d.reason) == (Action.HOLD, "Forbidden")
     assert "IAM permission" in d.message
     assert d.delay is not None
@@ -158,9 +159,9 @@ def test_row_403_holds_slowly_and_names_iam_permission() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "reason"), [(Kind.THROTTLED, "Throttled"), (Kind.UNAVAILABLE, "ScpUnavailable")]
+    ("kind", "reason"), [(Verdict.THROTTLED, "Throttled"), (Verdict.UNAVAILABLE, "ScpUnavailable")]
 )
-def test_row_429_5xx_network_hold_and_honour_retry_after(kind: Kind, reason: str) -> None:
+def test_row_429_5xx_network_hold_and_honour_retry_after(kind: Verdict, reason: str) -> None:
     d = decide(answered(kind, 503, retry_after=120.0))
     assert (d.action, d.reason) == (Action.HOLD, reason)
     assert d.delay == 120.0
@@ -171,27 +172,27 @@ def test_row_429_5xx_network_hold_and_honour_retry_after(kind: Kind, reason: str
 
 @pytest.mark.parametrize(
     ("kind", "reason"),
-    [(Kind.REJECTED, "Rejected"), (Kind.NO_CREDENTIALS, "CredentialsUnavailable")],
+    [(Verdict.REJECTED, "Rejected"), (Verdict.NO_CREDENTIALS, "CredentialsUnavailable")],
 )
-def test_row_other_answers_and_missing_credentials_hold_slowly(kind: Kind, reason: str) -> None:
-    d = decide(answered(kind, 400 if kind is Kind.REJECTED else None, detail="x"))
+def test_row_other_answers_and_missing_credentials_hold_slowly(kind: Verdict, reason: str) -> None:
+    d = decide(answered(kind, 400 if kind is Verdict.REJECTED else None, detail="x"))
     assert (d.action, d.reason, d.warning) == (Action.HOLD, reason, True)
     assert d.delay is not None
     assert d.delay >= 30
 
 
 def test_an_unexpected_200_on_delete_is_never_taken_as_success() -> None:
-    d = decide(answered(Kind.FOUND, 200, body={}))
+    d = decide(answered(Verdict.FOUND, 200, body={}))
     assert d.action is Action.HOLD
 
 
 # --- the invariant over the whole input space -----------------------------------------------
 
-RELEASING_KINDS = {Kind.ACCEPTED, Kind.GONE}
+RELEASING_KINDS = {Verdict.ACCEPTED, Verdict.GONE}
 
 
-@pytest.mark.parametrize("kind", [None, *Kind])
-def test_release_only_on_202_404_orphan_or_crd_cascade(kind: Kind | None) -> None:
+@pytest.mark.parametrize("kind", [None, *Verdict])
+def test_release_only_on_202_404_orphan_or_crd_cascade(kind: Verdict | None) -> None:
     for policy, protected, crd, sharers, confirm, accepted in itertools.product(
         DeletionPolicy, [False, True], CrdState, [(), ("x/y",)], [False, True], [False, True]
     ):
@@ -219,7 +220,7 @@ def test_release_only_on_202_404_orphan_or_crd_cascade(kind: Kind | None) -> Non
                 and not protected
                 and not sharers
                 and crd is CrdState.PRESENT
-                and not (confirm and kind is Kind.ACCEPTED)
+                and not (confirm and kind is Verdict.ACCEPTED)
             )
         )
         assert allowed, (s, d)
@@ -252,7 +253,7 @@ def test_blast_radius_budget_holds_until_a_slot_frees() -> None:
 def test_confirm_mode_sends_the_delete_again_when_the_server_is_back_in_a_steady_state() -> None:
     """Defect 6: after a 202 whose server returned to ACTIVE the operator polled forever."""
     s = dataclasses.replace(
-        answered(Kind.FOUND, 200, body={"state": "ACTIVE"}), confirm=True, accepted_before=True
+        answered(Verdict.FOUND, 200, body={"state": "ACTIVE"}), confirm=True, accepted_before=True
     )
     d = decide(s)
     assert (d.action, d.reason, d.warning) == (Action.HOLD, "DeletionNotCompleted", True)
@@ -265,7 +266,7 @@ def test_confirm_mode_sends_the_delete_again_when_the_server_is_back_in_a_steady
 def test_confirm_polling_backs_off_with_the_attempts() -> None:
     """Defect 6: the poll was a fixed 5-10 s forever (hundreds of reads per hour)."""
     s = dataclasses.replace(
-        answered(Kind.FOUND, 200, body={"state": "DELETING"}), confirm=True, accepted_before=True
+        answered(Verdict.FOUND, 200, body={"state": "DELETING"}), confirm=True, accepted_before=True
     )
     first = decide(dataclasses.replace(s, attempt=0, jitter=0.0)).delay
     later = decide(dataclasses.replace(s, attempt=6, jitter=0.0)).delay

@@ -10,9 +10,9 @@ from scp_operator import scope
 from scp_operator.constants import FINALIZER, PROTECTION_ANNOTATION
 from scp_operator.decision import Action, Situation, decide
 from scp_operator.evidence import Where, blocking_sharers, canonical_id, gone_doubt
-from scp_operator.handlers import remove_finalizer_if_orphan
+from scp_operator.handlers.virtualservers import remove_finalizer_if_orphan
 from scp_operator.model import VirtualServerSpec, protection
-from scp_operator.scp.outcomes import Kind, Outcome
+from scp_operator.scp.outcomes import Outcome, Verdict
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 
@@ -106,7 +106,7 @@ def test_a_404_from_another_endpoint_is_not_evidence() -> None:
     assert doubt.reason == "EndpointChanged"
     assert "kr-east1" in doubt.message
     assert "kr-west1" in doubt.message
-    d = decide(Situation(SID, outcome=Outcome(Kind.GONE, 404), gone_doubt=doubt))
+    d = decide(Situation(SID, outcome=Outcome(Verdict.GONE, 404), gone_doubt=doubt))
     assert d.action is Action.HOLD
     assert d.warning
     assert "Orphan" in d.message
@@ -130,7 +130,7 @@ def test_a_404_from_a_key_of_another_account_is_not_evidence() -> None:
 def test_a_404_for_a_server_never_seen_or_seen_here_is_evidence() -> None:
     assert gone_doubt(None, HERE) is None
     assert gone_doubt(Where(HERE.endpoint, ""), HERE) is None
-    d = decide(Situation(SID, outcome=Outcome(Kind.GONE, 404)))
+    d = decide(Situation(SID, outcome=Outcome(Verdict.GONE, 404)))
     assert d.action is Action.RELEASE
 
 

@@ -28,8 +28,9 @@ from scp_emulator.faults import GARBAGE_BODY, HTML_PAGE
 from scp_operator import settings
 from scp_operator.credentials import CredentialsProvider, CredentialsUnavailable
 from scp_operator.decision import Action, Situation, decide
-from scp_operator.scp.client import MAX_BODY, MAX_NAME, MAX_STATE, ScpClient, describe_body
-from scp_operator.scp.outcomes import MAX_DETAIL, Kind, Outcome
+from scp_operator.scp.answers import MAX_BODY, MAX_NAME, MAX_STATE, describe_body
+from scp_operator.scp.client import ScpClient
+from scp_operator.scp.outcomes import MAX_DETAIL, Outcome, Verdict
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 BASE = "https://scp.test"  # plain http:// is refused for any host but loopback
@@ -92,26 +93,32 @@ def html(status: int) -> bytes:
 
 CASES = [
     # (id, status, content type, body, expected kind)
-    ("html-502-from-a-proxy", 502, "text/html", html(502), Kind.UNAVAILABLE),
-    ("html-409", 409, "text/html", html(409), Kind.CONFLICT),
-    ("html-403-from-a-waf", 403, "text/html", html(403), Kind.FORBIDDEN),
-    ("garbage-500", 500, "application/json", GARBAGE_BODY, Kind.UNAVAILABLE),
-    ("invalid-utf8-409", 409, "application/json", b'{"detail": "\xff\xfe"}', Kind.CONFLICT),
-    ("json-as-text-plain", 409, "text/plain", b'{"errors":[{"detail":"locked"}]}', Kind.CONFLICT),
-    ("json-as-xml", 409, "application/xml", b'{"message":"locked"}', Kind.CONFLICT),
-    ("empty-json-409", 409, "application/json", b"", Kind.CONFLICT),
-    ("200-to-a-delete", 200, "application/json", b"{}", Kind.REJECTED),
-    ("204-to-a-delete", 204, "", b"", Kind.REJECTED),
-    ("418-with-html", 418, "text/html", html(418), Kind.REJECTED),
-    ("json-null", 500, "application/json", b"null", Kind.UNAVAILABLE),
-    ("json-number", 409, "application/json", b"42", Kind.CONFLICT),
-    ("errors-not-a-list", 409, "application/json", b'{"errors": "locked"}', Kind.CONFLICT),
+    ("html-502-from-a-proxy", 502, "text/html", html(502), Verdict.UNAVAILABLE),
+    ("html-409", 409, "text/html", html(409), Verdict.CONFLICT),
+    ("html-403-from-a-waf", 403, "text/html", html(403), Verdict.FORBIDDEN),
+    ("garbage-500", 500, "application/json", GARBAGE_BODY, Verdict.UNAVAILABLE),
+    ("invalid-utf8-409", 409, "application/json", b'{"detail": "\xff\xfe"}', Verdict.CONFLICT),
+    (
+        "json-as-text-plain",
+        409,
+        "text/plain",
+        b'{"errors":[{"detail":"locked"}]}',
+        Verdict.CONFLICT,
+    ),
+    ("json-as-xml", 409, "application/xml", b'{"message":"locked"}', Verdict.CONFLICT),
+    ("empty-json-409", 409, "application/json", b"", Verdict.CONFLICT),
+    ("200-to-a-delete", 200, "application/json", b"{}", Verdict.REJECTED),
+    ("204-to-a-delete", 204, "", b"", Verdict.REJECTED),
+    ("418-with-html", 418, "text/html", html(418), Verdict.REJECTED),
+    ("json-null", 500, "application/json", b"null", Verdict.UNAVAILABLE),
+    ("json-number", 409, "application/json", b"42", Verdict.CONFLICT),
+    ("errors-not-a-list", 409, "application/json", b'{"errors": "locked"}', Verdict.CONFLICT),
     (
         "details-of-every-type",
         409,
         "application/json",
         b'{"errors": [{"detail": [1, null, {"a": 2}, "locked"]}, 7, null], "message": 3}',
-        Kind.CONFLICT,
+        Verdict.CONFLICT,
     ),
 ]
 
@@ -121,7 +128,7 @@ CASES = [
     [pytest.param(*case[1:], id=case[0]) for case in CASES],
 )
 async def test_unexpected_answers_map_to_a_kind_and_never_release(
-    tmp_path: Path, status: int, content_type: str, body: bytes, kind: Kind
+    tmp_path: Path, status: int, content_type: str, body: bytes, kind: Verdict
 ) -> None:
     headers = {"content-type": content_type} if content_type else {}
     outcome = await delete(
@@ -158,7 +165,7 @@ async def test_a_parsable_detail_is_shown_whatever_the_content_type(tmp_path: Pa
 async def test_a_huge_error_detail_is_shortened(tmp_path: Path) -> None:
     body = json.dumps({"errors": [{"detail": "locked " * 50_000}]}).encode()
     outcome = await delete(lambda r: httpx.Response(409, content=body), tmp_path)
-    assert outcome.kind is Kind.CONFLICT
+    assert outcome.kind is Verdict.CONFLICT
     assert outcome.detail is not None
     assert len(outcome.detail) <= MAX_DETAIL
 
@@ -171,14 +178,14 @@ async def test_a_delete_is_never_redirected_to_another_url(tmp_path: Path) -> No
         return httpx.Response(307, headers={"location": "http://elsewhere.test/v1/servers/x"})
 
     outcome = await delete(handler, tmp_path)
-    assert outcome.kind is Kind.REJECTED
+    assert outcome.kind is Verdict.REJECTED
     assert seen == [f"{BASE}/v1/servers/{SID}"]
     assert not released(outcome)
 
 
-@pytest.mark.parametrize(("status", "kind"), [(409, Kind.CONFLICT), (202, Kind.ACCEPTED)])
+@pytest.mark.parametrize(("status", "kind"), [(409, Verdict.CONFLICT), (202, Verdict.ACCEPTED)])
 async def test_a_body_claiming_gzip_that_is_not_gzip_keeps_the_status(
-    tmp_path: Path, status: int, kind: Kind
+    tmp_path: Path, status: int, kind: Verdict
 ) -> None:
     """The status line arrived intact; only the body is unreadable. (This test used to expect a
     transport error with no status, which would lose a 202's acceptance.)"""
@@ -215,7 +222,7 @@ async def test_a_200_read_without_a_json_object_is_not_a_server(
         lambda r: httpx.Response(200, content=body, headers={"content-type": content_type}),
         tmp_path,
     )
-    assert outcome.kind is Kind.REJECTED
+    assert outcome.kind is Verdict.REJECTED
     assert "without a JSON object" in (outcome.detail or "")
 
 
@@ -224,7 +231,7 @@ async def test_a_server_object_with_fields_of_the_wrong_type_is_observed_as_unkn
 ) -> None:
     weird = {"id": SID, "name": ["x"], "state": {"a": 1}, "locked": "yes"}
     outcome = await get(lambda r: httpx.Response(200, json=weird), tmp_path)
-    assert outcome.kind is Kind.FOUND
+    assert outcome.kind is Verdict.FOUND
     assert describe_body(outcome.body) == {"name": None, "state": None, "locked": None}
 
 
@@ -246,7 +253,7 @@ async def test_retry_after_of_any_shape_gives_a_bounded_wait(
     tmp_path: Path, value: str, expected: float | None
 ) -> None:
     outcome = await delete(lambda r: httpx.Response(429, headers={"retry-after": value}), tmp_path)
-    assert outcome.kind is Kind.THROTTLED
+    assert outcome.kind is Verdict.THROTTLED
     assert outcome.retry_after == expected
     d = decide(Situation(server_id=SID, outcome=outcome))
     assert d.delay is not None
@@ -286,14 +293,14 @@ async def test_an_endless_body_is_read_only_up_to_the_cap(tmp_path: Path, status
 async def test_a_fifty_megabyte_error_page_costs_at_most_a_megabyte(tmp_path: Path) -> None:
     stream = Endless(b"y" * 1_048_576, limit=50 * 1_048_576)
     outcome = await delete(lambda r: httpx.Response(503, stream=stream), tmp_path)
-    assert outcome.kind is Kind.UNAVAILABLE
+    assert outcome.kind is Verdict.UNAVAILABLE
     assert stream.sent <= 2 * 1_048_576
     assert outcome.detail == "the answer was not JSON"
 
 
 async def test_a_deeply_nested_json_error_body_is_just_not_json(tmp_path: Path) -> None:
     outcome = await delete(lambda r: httpx.Response(409, content=b"[" * 100_000), tmp_path)
-    assert outcome.kind is Kind.CONFLICT
+    assert outcome.kind is Verdict.CONFLICT
     assert outcome.detail == "the answer was not JSON"
 
 
@@ -308,7 +315,7 @@ async def test_a_deeply_nested_version_list_makes_the_endpoint_unverified(tmp_pa
         outcome = await c.delete_server(SID)
     finally:
         await c.aclose()
-    assert outcome.kind is Kind.REJECTED  # an unverified 404 never releases
+    assert outcome.kind is Verdict.REJECTED  # an unverified 404 never releases
 
 
 # --- slow drips -------------------------------------------------------------------------------
@@ -362,7 +369,7 @@ async def test_a_server_that_stops_mid_answer_times_out(tmp_path: Path) -> None:
             outcome = await asyncio.wait_for(c.delete_server(SID), timeout=10)
         finally:
             await c.aclose()
-    assert outcome.kind is Kind.UNAVAILABLE
+    assert outcome.kind is Verdict.UNAVAILABLE
     assert outcome.detail == "SCP did not answer in time"
 
 
@@ -375,7 +382,7 @@ async def test_a_slow_drip_is_cut_off_by_a_deadline_for_the_whole_answer(tmp_pat
             outcome = await asyncio.wait_for(c.delete_server(SID), timeout=4)
         finally:
             await c.aclose()
-    assert outcome.kind is Kind.UNAVAILABLE
+    assert outcome.kind is Verdict.UNAVAILABLE
 
 
 async def test_slowly_dripped_headers_are_cut_off_too(tmp_path: Path) -> None:
@@ -386,7 +393,7 @@ async def test_slowly_dripped_headers_are_cut_off_too(tmp_path: Path) -> None:
             outcome = await asyncio.wait_for(c.delete_server(SID), timeout=4)
         finally:
             await c.aclose()
-    assert outcome.kind is Kind.UNAVAILABLE
+    assert outcome.kind is Verdict.UNAVAILABLE
 
 
 # --- credentials that cannot be sent ----------------------------------------------------------
@@ -397,7 +404,7 @@ async def test_a_key_with_characters_http_cannot_carry_is_a_credentials_problem(
     tmp_path: Path, access_key: str
 ) -> None:
     outcome = await delete(lambda r: httpx.Response(202), tmp_path, access_key=access_key)
-    assert outcome.kind is Kind.NO_CREDENTIALS
+    assert outcome.kind is Verdict.NO_CREDENTIALS
     assert access_key not in (outcome.detail or "")
 
 
@@ -608,7 +615,7 @@ async def test_broken_credentials_hold_the_object_without_a_call(tmp_path: Path)
     finally:
         await c.aclose()
     assert calls == []
-    assert outcome.kind is Kind.NO_CREDENTIALS
+    assert outcome.kind is Verdict.NO_CREDENTIALS
     d = decide(Situation(server_id=SID, outcome=outcome))
     assert (d.action, d.reason) == (Action.HOLD, "CredentialsUnavailable")
 
@@ -618,10 +625,10 @@ async def test_broken_credentials_hold_the_object_without_a_call(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(202, Kind.ACCEPTED), (429, Kind.THROTTLED), (409, Kind.CONFLICT)],
+    [(202, Verdict.ACCEPTED), (429, Verdict.THROTTLED), (409, Verdict.CONFLICT)],
 )
 async def test_a_retry_after_with_a_superscript_digit_keeps_the_status(
-    tmp_path: Path, status: int, kind: Kind
+    tmp_path: Path, status: int, kind: Verdict
 ) -> None:
     """``Retry-After: ²`` passes ``str.isdigit`` and fails ``float``: the answer still counts."""
     outcome = await delete(
@@ -647,7 +654,7 @@ async def test_a_huge_server_name_and_state_are_bounded_and_stripped_of_control_
         "locked": True,
     }
     outcome = await get(lambda r: httpx.Response(200, json=hostile), tmp_path)
-    assert outcome.kind is Kind.FOUND
+    assert outcome.kind is Verdict.FOUND
     seen = describe_body(outcome.body)
     assert seen["locked"] is True
     name, state = seen["name"], seen["state"]
@@ -684,9 +691,9 @@ def gzip_bomb() -> bytes:
     return compressed(200 * 1_048_576, zlib.MAX_WBITS | 16)  # 200 MB of zeros, ~200 kB
 
 
-@pytest.mark.parametrize(("status", "kind"), [(409, Kind.CONFLICT), (202, Kind.ACCEPTED)])
+@pytest.mark.parametrize(("status", "kind"), [(409, Verdict.CONFLICT), (202, Verdict.ACCEPTED)])
 async def test_a_gzip_bomb_keeps_its_status_and_never_inflates_past_the_cap(
-    tmp_path: Path, gzip_bomb: bytes, status: int, kind: Kind
+    tmp_path: Path, gzip_bomb: bytes, status: int, kind: Verdict
 ) -> None:
     """Inflated whole (as httpx's decoder does chunk by chunk), this body is 200 MB."""
     assert len(gzip_bomb) < 1_000_000
@@ -729,16 +736,20 @@ async def test_a_compressed_answer_sent_anyway_is_still_read(
         )
 
     outcome = await delete(handler, tmp_path)
-    assert (outcome.kind, outcome.detail) == (Kind.CONFLICT, "Cannot terminate a locked server")
+    assert (outcome.kind, outcome.detail) == (Verdict.CONFLICT, "Cannot terminate a locked server")
 
 
 @pytest.mark.parametrize("coding", ["br", "zstd", "gzip, br", "compress", "x-hostile"])
 @pytest.mark.parametrize(
     ("method", "status", "kind"),
-    [("DELETE", 202, Kind.ACCEPTED), ("DELETE", 409, Kind.CONFLICT), ("GET", 200, Kind.REJECTED)],
+    [
+        ("DELETE", 202, Verdict.ACCEPTED),
+        ("DELETE", 409, Verdict.CONFLICT),
+        ("GET", 200, Verdict.REJECTED),
+    ],
 )
 async def test_a_body_in_an_encoding_the_operator_does_not_read_keeps_the_status(
-    tmp_path: Path, coding: str, method: str, status: int, kind: Kind
+    tmp_path: Path, coding: str, method: str, status: int, kind: Verdict
 ) -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
@@ -750,5 +761,5 @@ async def test_a_body_in_an_encoding_the_operator_does_not_read_keeps_the_status
     outcome = await (delete if method == "DELETE" else get)(answer, tmp_path)
     assert outcome.kind is kind
     assert outcome.status == status
-    if kind is not Kind.ACCEPTED:
+    if kind is not Verdict.ACCEPTED:
         assert "Content-Encoding" in (outcome.detail or "")

@@ -5,30 +5,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scp_operator.scp import outcomes
-from scp_operator.scp.outcomes import Kind
+from scp_operator.scp.outcomes import Verdict
 
 
 @pytest.mark.parametrize(
     ("method", "status", "kind"),
     [
-        ("DELETE", 202, Kind.ACCEPTED),
-        ("DELETE", 404, Kind.GONE),
-        ("DELETE", 409, Kind.CONFLICT),
-        ("DELETE", 401, Kind.UNAUTHORIZED),
-        ("DELETE", 403, Kind.FORBIDDEN),
-        ("DELETE", 429, Kind.THROTTLED),
-        ("DELETE", 500, Kind.UNAVAILABLE),
-        ("DELETE", 503, Kind.UNAVAILABLE),
-        ("DELETE", 408, Kind.UNAVAILABLE),
-        ("DELETE", 200, Kind.REJECTED),
-        ("DELETE", 204, Kind.REJECTED),
-        ("DELETE", 301, Kind.REJECTED),
-        ("DELETE", 400, Kind.REJECTED),
-        ("GET", 200, Kind.FOUND),
-        ("GET", 202, Kind.REJECTED),
+        ("DELETE", 202, Verdict.ACCEPTED),
+        ("DELETE", 404, Verdict.GONE),
+        ("DELETE", 409, Verdict.CONFLICT),
+        ("DELETE", 401, Verdict.UNAUTHORIZED),
+        ("DELETE", 403, Verdict.FORBIDDEN),
+        ("DELETE", 429, Verdict.THROTTLED),
+        ("DELETE", 500, Verdict.UNAVAILABLE),
+        ("DELETE", 503, Verdict.UNAVAILABLE),
+        ("DELETE", 408, Verdict.UNAVAILABLE),
+        ("DELETE", 200, Verdict.REJECTED),
+        ("DELETE", 204, Verdict.REJECTED),
+        ("DELETE", 301, Verdict.REJECTED),
+        ("DELETE", 400, Verdict.REJECTED),
+        ("GET", 200, Verdict.FOUND),
+        ("GET", 202, Verdict.REJECTED),
     ],
 )
-def test_status_codes_map_to_kinds(method: str, status: int, kind: Kind) -> None:
+def test_status_codes_map_to_kinds(method: str, status: int, kind: Verdict) -> None:
     assert outcomes.classify(status, method=method) is kind
 
 
@@ -40,7 +40,7 @@ def test_scp_error_detail_is_kept() -> None:
         content=b'{"errors":[{"status":409,"detail":"Cannot terminate due to associated '
         b'resources"}]}',
     )
-    assert o.kind is Kind.CONFLICT
+    assert o.kind is Verdict.CONFLICT
     assert o.detail == "Cannot terminate due to associated resources"
     assert o.describe() == "409 Conflict: Cannot terminate due to associated resources"
 
@@ -64,7 +64,7 @@ def test_detail_as_list_and_validation_list_shapes() -> None:
 )
 def test_non_json_bodies_never_break_and_never_leak_markup(content: bytes) -> None:
     o = outcomes.from_response(method="DELETE", status=502, headers={}, content=content)
-    assert o.kind is Kind.UNAVAILABLE
+    assert o.kind is Verdict.UNAVAILABLE
     assert o.detail == "the answer was not JSON"
 
 
@@ -78,7 +78,7 @@ def test_long_details_are_shortened() -> None:
 
 def test_get_200_without_json_object_is_rejected_not_found() -> None:
     o = outcomes.from_response(method="GET", status=200, headers={}, content=b"[]")
-    assert o.kind is Kind.REJECTED
+    assert o.kind is Verdict.REJECTED
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_retry_after_http_date() -> None:
     o = outcomes.from_response(
         method="DELETE", status=429, headers={"retry-after": "3"}, content=b""
     )
-    assert o.kind is Kind.THROTTLED
+    assert o.kind is Verdict.THROTTLED
     assert o.retry_after == 3.0
 
 
@@ -122,7 +122,7 @@ def test_a_202_with_a_superscript_retry_after_is_still_accepted() -> None:
     o = outcomes.from_response(
         method="DELETE", status=202, headers={"retry-after": "²"}, content=b""
     )
-    assert o.kind is Kind.ACCEPTED
+    assert o.kind is Verdict.ACCEPTED
     assert o.retry_after is None
 
 
@@ -149,20 +149,20 @@ def test_from_response_falls_back_to_the_status_when_reading_the_body_breaks(
     monkeypatch.setattr(outcomes, "error_detail", broken)
     assert outcomes.from_response(
         method="DELETE", status=409, headers={"retry-after": "5"}, content=b"{}"
-    ) == outcomes.Outcome(Kind.CONFLICT, 409, None, 5.0)
+    ) == outcomes.Outcome(Verdict.CONFLICT, 409, None, 5.0)
     o = outcomes.from_response(method="GET", status=200, headers={}, content=b'{"id": "x"}')
-    assert o.kind is Kind.FOUND  # the body reader for FOUND does not use error_detail
+    assert o.kind is Verdict.FOUND  # the body reader for FOUND does not use error_detail
 
 
 def test_from_status_names_only_the_status() -> None:
-    assert outcomes.from_status(method="DELETE", status=202).kind is Kind.ACCEPTED
-    assert outcomes.from_status(method="DELETE", status=404).kind is Kind.GONE
+    assert outcomes.from_status(method="DELETE", status=202).kind is Verdict.ACCEPTED
+    assert outcomes.from_status(method="DELETE", status=404).kind is Verdict.GONE
     # a GET 200 without a readable body is no server we can observe
-    assert outcomes.from_status(method="GET", status=200).kind is Kind.REJECTED
+    assert outcomes.from_status(method="GET", status=200).kind is Verdict.REJECTED
     o = outcomes.from_status(
         method="DELETE", status=429, headers={"retry-after": "²"}, note="body unreadable"
     )
-    assert (o.kind, o.retry_after, o.detail) == (Kind.THROTTLED, None, "body unreadable")
+    assert (o.kind, o.retry_after, o.detail) == (Verdict.THROTTLED, None, "body unreadable")
 
 
 header_names = st.sampled_from(["retry-after", "Retry-After", "content-type"]) | st.text()
@@ -187,4 +187,4 @@ def test_from_response_never_raises_and_a_delete_202_is_always_accepted(
     assert o.status == status
     assert o.retry_after is None or 0.0 <= o.retry_after <= 3600.0
     accepted = outcomes.from_response(method="DELETE", status=202, content=content, headers=headers)
-    assert accepted.kind is Kind.ACCEPTED
+    assert accepted.kind is Verdict.ACCEPTED

@@ -2,9 +2,10 @@
 
 The table-driven tests in test_decision.py, test_backoff.py and test_signing.py pin each row and
 the known-answer vector; these explore the space between the rows. Each property is a sentence of
-design.md: the finalizer is released only on 202, 404, Orphan or the CRD cascade; a hold always
-waits (no hot loops); delays are bounded, monotone up to the cap, jittered and never zero; any
-server id and query produce a URL without ``//`` whose signature SCP's gateway accepts.
+docs/architecture.md, "Invariants": the finalizer is released only on 202, 404, Orphan or the
+CRD cascade; a hold always waits (no hot loops); delays are bounded, monotone up to the cap,
+jittered and never zero; any server id and query produce a URL without ``//`` whose signature
+SCP's gateway accepts.
 
 Examples are drawn deterministically (``derandomize``) so a CI run is reproducible; set
 ``HYPOTHESIS_PROFILE=explore`` for fresh random examples and more of them.
@@ -39,7 +40,7 @@ from scp_operator.evidence import blocking_sharers
 from scp_operator.model import DeletionPolicy, protection
 from scp_operator.scp import endpoints, signing
 from scp_operator.scp.client import ScpClient
-from scp_operator.scp.outcomes import Kind, Outcome
+from scp_operator.scp.outcomes import Outcome, Verdict
 
 settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("explore", max_examples=3000, deadline=None, print_blob=True)
@@ -75,7 +76,7 @@ def timings(draw: st.DrawFn, min_interval: float = 0.001) -> Timing:
 
 outcomes = st.builds(
     Outcome,
-    kind=st.sampled_from(Kind),
+    kind=st.sampled_from(Verdict),
     status=st.none() | st.integers(min_value=100, max_value=599),
     detail=st.none()
     | st.sampled_from(["[HMAC] Timestamp expired", "[HMAC] HMAC valid fail", "Server is locked"])
@@ -122,12 +123,12 @@ def situations(draw: st.DrawFn, timing: st.SearchStrategy[Timing] | None = None)
 
 
 def may_release(s: Situation) -> bool:
-    """design.md: the finalizer is released only on 202, 404, Orphan or the CRD cascade."""
+    """The finalizer is released only on 202, 404, Orphan or the CRD cascade (architecture.md)."""
     if s.policy is DeletionPolicy.ORPHAN or s.crd in (CrdState.TERMINATING, CrdState.GONE):
         return True
     return s.outcome is not None and (
-        (s.outcome.kind is Kind.GONE and s.gone_doubt is None)
-        or (s.outcome.kind is Kind.ACCEPTED and not s.confirm)
+        (s.outcome.kind is Verdict.GONE and s.gone_doubt is None)
+        or (s.outcome.kind is Verdict.ACCEPTED and not s.confirm)
     )
 
 
@@ -424,13 +425,17 @@ def test_any_server_id_sent_over_http_carries_a_signature_the_emulator_accepts(
     outcome = asyncio.run(call())
     sent = live_emulator.requests(method="DELETE")
     if not sent:
-        assert outcome.kind is Kind.REJECTED
+        assert outcome.kind is Verdict.REJECTED
         assert outcome.detail == "internal: URL changed after signing"
         return
     assert len(sent) == 1
     assert sent[0]["signature_valid"] is True, (server_id, sent[0])
-    assert outcome.kind is not Kind.UNAUTHORIZED
-    assert outcome.kind in (Kind.GONE, Kind.FORBIDDEN, Kind.REJECTED)  # unknown id or route
+    assert outcome.kind is not Verdict.UNAUTHORIZED
+    assert outcome.kind in (
+        Verdict.GONE,
+        Verdict.FORBIDDEN,
+        Verdict.REJECTED,
+    )  # unknown id or route
 
 
 @given(st.sampled_from(["/", "?", "#", "..", "%2F", "a/../b", " ", "\x00", "é"]))

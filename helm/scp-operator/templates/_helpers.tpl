@@ -79,7 +79,10 @@ app.kubernetes.io/part-of: scp-operator
 {{- .Values.watchNamespaces | uniq | toJson }}
 {{- end }}
 
-{{/* Arguments of `scp-operator run` (the image's ENTRYPOINT is scp-operator). */}}
+{{/* Arguments of `scp-operator run` (the image's ENTRYPOINT is scp-operator): Kopf flags that
+     exist only on the command line (health endpoint, logging, namespaces). Every other Kopf
+     option is set in the operator's startup hook, whose docstring lists these flags too
+     (operator/scp_operator/handlers/startup.py); --standalone repeats settings.peering.standalone. */}}
 {{- define "scp-operator.args" -}}
 - run
 - --standalone

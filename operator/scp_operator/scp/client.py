@@ -4,11 +4,9 @@ It turns every answer — including timeouts, resets and garbage — into an :cl
 never raises for transport problems, so a handler cannot lose a finalizer to an exception it did
 not expect. Retrying is not done here: the decision layer owns the schedule.
 
-Size: about 450 lines, kept as one module on purpose for now: signing, the request deadline,
-capped and inflated reads and the outcome fallback guard one request path together, and a
-reader checking that no answer can escape as an exception needs to see that path whole. The
-transport helpers (capped reading, describing a server) are the first candidates to move out,
-with the layering contracts of open issue 13.
+The request path (signing, the deadline, the limiter, the outcome fallback) stays whole here, so
+a reader checking that no answer can escape as an exception sees it in one place; reading the
+untrusted answer (bounded bodies and fields, TLS) is :mod:`scp_operator.scp.answers`.
 """
 
 from __future__ import annotations
@@ -16,34 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from scp_operator import metrics
 from scp_operator.credentials import CredentialSource, CredentialsUnavailable
 from scp_operator.limits import RequestLimiter
-from scp_operator.scp import endpoints, outcomes, signing, versions
-from scp_operator.scp.outcomes import Kind, Outcome
+from scp_operator.scp import answers, endpoints, outcomes, signing, versions
+from scp_operator.scp.outcomes import Outcome, Verdict
 
 logger = logging.getLogger(__name__)
-
-MAX_BODY = 1_000_000
-MAX_NAME = 255  # longest server name kept for status and messages
-MAX_STATE = 64  # longest server state kept
 
 # Asked on every request: a compressed answer would be inflated before any size cap applies
 # (a few hundred kB of gzip can hold hundreds of MB). Not part of SCP's signature.
 ACCEPT_ENCODING = "identity"
-
-
-class UnreadableBody(Exception):
-    """An answer's body cannot be read (unknown or broken encoding); its status still counts."""
 
 
 class ScpClient:
@@ -82,7 +69,7 @@ class ScpClient:
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            verify=_ssl_context(ca_bundle),
+            verify=answers.ssl_context(ca_bundle),
             transport=transport,
             trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, SSL_CERT_FILE
             follow_redirects=False,  # a redirect would change the signed URL: treat as rejected
@@ -137,13 +124,13 @@ class ScpClient:
         try:
             url = self.server_url(server_id, region)
         except endpoints.EndpointError as exc:
-            return Outcome(Kind.REJECTED, None, str(exc))
+            return Outcome(Verdict.REJECTED, None, str(exc))
         outcome = await self._signed("DELETE", url, slot_held=slot_held)
-        if outcome.kind is Kind.GONE and not await self.verify_endpoint(
+        if outcome.kind is Verdict.GONE and not await self.verify_endpoint(
             region, slot_held=slot_held
         ):
             return Outcome(
-                Kind.REJECTED,
+                Verdict.REJECTED,
                 404,
                 "404 from an endpoint that did not prove to be SCP's virtualserver API "
                 "(its root served no version list); check SCP_ENDPOINT/SCP_REGION",
@@ -155,10 +142,10 @@ class ScpClient:
         try:
             url = self.server_url(server_id, region)
         except endpoints.EndpointError as exc:
-            return Outcome(Kind.REJECTED, None, str(exc))
+            return Outcome(Verdict.REJECTED, None, str(exc))
         outcome = await self._signed("GET", url)
-        if outcome.kind is Kind.GONE and not await self.verify_endpoint(region):
-            return Outcome(Kind.REJECTED, 404, "404 from an unverified endpoint")
+        if outcome.kind is Verdict.GONE and not await self.verify_endpoint(region):
+            return Outcome(Verdict.REJECTED, 404, "404 from an unverified endpoint")
         return outcome
 
     async def list_servers_probe(self, region: str | None = None) -> Outcome:
@@ -170,7 +157,7 @@ class ScpClient:
         try:
             url = endpoints.build_url(self.base_url(region), "v1", "servers", query={"limit": "1"})
         except endpoints.EndpointError as exc:
-            return Outcome(Kind.REJECTED, None, str(exc))
+            return Outcome(Verdict.REJECTED, None, str(exc))
         return await self._signed("GET", url)
 
     @property
@@ -194,8 +181,8 @@ class ScpClient:
                 )
                 response = await self._http.send(request, stream=True)
                 try:
-                    content = await _read_capped(response)
-                except UnreadableBody as exc:
+                    content = await answers.read_capped(response)
+                except answers.UnreadableBody as exc:
                     raise ValueError(f"{url}: {exc}") from None
                 finally:
                     await response.aclose()
@@ -204,7 +191,7 @@ class ScpClient:
             words = (
                 "SCP did not answer in time"
                 if isinstance(exc, TimeoutError)
-                else (_transport_words(exc))
+                else (answers.transport_words(exc))
             )
             raise ValueError(f"cannot reach {url}: {words}") from None
         metrics.SCP_REQUESTS.labels(self.account, "GET", str(response.status_code)).inc()
@@ -243,7 +230,7 @@ class ScpClient:
         try:
             creds = self._credentials.get()
         except CredentialsUnavailable as exc:
-            return Outcome(Kind.NO_CREDENTIALS, None, str(exc))
+            return Outcome(Verdict.NO_CREDENTIALS, None, str(exc))
         started = time.monotonic()
         note: str | None = None
         try:
@@ -268,16 +255,18 @@ class ScpClient:
                         # account id (settings refuse such a value; a client built otherwise
                         # might not). The value is not echoed.
                         return Outcome(
-                            Kind.REJECTED,
+                            Verdict.REJECTED,
                             None,
                             "SCP_ACCOUNT_ID holds characters an HTTP header cannot carry",
                         )
                     if str(request.url) != url:  # what is signed must be exactly what is sent
-                        return Outcome(Kind.REJECTED, None, "internal: URL changed after signing")
+                        return Outcome(
+                            Verdict.REJECTED, None, "internal: URL changed after signing"
+                        )
                     response = await self._http.send(request, stream=True)
                     try:
-                        content: bytes | None = await _read_capped(response)
-                    except UnreadableBody as exc:
+                        content: bytes | None = await answers.read_capped(response)
+                    except answers.UnreadableBody as exc:
                         content, note = None, str(exc)
                     finally:
                         await response.aclose()
@@ -285,10 +274,10 @@ class ScpClient:
                     metrics.SCP_IN_FLIGHT.dec()
         except httpx.HTTPError as exc:
             metrics.SCP_REQUESTS.labels(self.account, method, "error").inc()
-            return Outcome(Kind.UNAVAILABLE, None, _transport_words(exc))
+            return Outcome(Verdict.UNAVAILABLE, None, answers.transport_words(exc))
         except TimeoutError:
             metrics.SCP_REQUESTS.labels(self.account, method, "error").inc()
-            return Outcome(Kind.UNAVAILABLE, None, "SCP did not answer in time")
+            return Outcome(Verdict.UNAVAILABLE, None, "SCP did not answer in time")
         finally:
             metrics.SCP_LATENCY.labels(self.account, method).observe(time.monotonic() - started)
         metrics.SCP_REQUESTS.labels(self.account, method, str(response.status_code)).inc()
@@ -322,143 +311,3 @@ def _to_outcome(
             type(exc).__name__,
         )
         return outcomes.from_status(method=method, status=status, note=note)
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    """Read at most ``MAX_BODY`` decoded bytes: a huge error page must not eat the memory.
-
-    The raw stream is read and inflated here, not by httpx: httpx inflates each compressed chunk
-    whole before a caller sees it, so a small gzip bomb would become hundreds of MB before any
-    cap applied. Here ``zlib`` is told the most it may produce, so no more than ``MAX_BODY + 1``
-    decoded bytes ever exist. The client asks for ``identity``; gzip and deflate are still read
-    when a server sends them anyway. Raises :class:`UnreadableBody` for any other encoding or a
-    broken compressed stream (the status still counts).
-    """
-    if response.is_stream_consumed:
-        # Already read in full and decoded by httpx (a response built with ``content=``, as
-        # test doubles are): nothing raw is left to read, and nothing more to save.
-        return response.content[:MAX_BODY]
-    inflater = _inflater(response.headers.get("content-encoding", ""))
-    chunks: list[bytes] = []
-    budget = MAX_BODY + 1
-    size = 0
-    async for raw in response.aiter_raw():
-        if inflater is None:
-            chunks.append(raw)
-            size += len(raw)
-        else:
-            size += inflater.feed(raw, budget - size, chunks)
-        if size >= budget or (inflater is not None and inflater.eof):
-            break
-    return b"".join(chunks)[:MAX_BODY]
-
-
-def _inflater(content_encoding: str) -> _Inflater | None:
-    """The decoder for a ``Content-Encoding`` value: None for identity, else gzip or deflate."""
-    codings = [c.strip().lower() for c in content_encoding.split(",")]
-    codings = [c for c in codings if c not in ("", "identity")]
-    if not codings:
-        return None
-    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
-        return _Inflater(codings[0])
-    raise UnreadableBody("its body came in a Content-Encoding the operator does not read")
-
-
-class _Inflater:
-    """Incremental, bounded gzip/deflate decoding with ``zlib.decompressobj``.
-
-    "deflate" is zlib-wrapped by the standard, but some servers send raw deflate: like httpx,
-    fall back to raw when the first bytes are not a zlib header.
-    """
-
-    def __init__(self, coding: str) -> None:
-        self._raw_fallback = coding == "deflate"
-        wbits = zlib.MAX_WBITS if coding == "deflate" else zlib.MAX_WBITS | 16
-        self._zlib = zlib.decompressobj(wbits)
-        self._fed = False
-
-    @property
-    def eof(self) -> bool:
-        """The compressed stream has ended; anything after it is ignored."""
-        return self._zlib.eof
-
-    def feed(self, data: bytes, limit: int, out: list[bytes]) -> int:
-        """Inflate ``data`` into ``out``, at most ``limit`` bytes; returns how many were added."""
-        added = 0
-        while data and added < limit and not self._zlib.eof:
-            try:
-                piece = self._zlib.decompress(data, limit - added)
-            except zlib.error:
-                if not (self._raw_fallback and not self._fed):
-                    raise UnreadableBody("its compressed body is broken") from None
-                self._raw_fallback = False
-                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-                continue
-            self._fed = True
-            tail = self._zlib.unconsumed_tail
-            if not piece and tail == data:  # no progress: never spin
-                break
-            out.append(piece)
-            added += len(piece)
-            data = tail
-        return added
-
-
-def _transport_words(exc: httpx.HTTPError) -> str:
-    """Name a transport failure without echoing request details (headers carry the key id)."""
-    kinds: dict[type[Exception], str] = {
-        httpx.ConnectTimeout: "connection timed out",
-        httpx.ReadTimeout: "SCP did not answer in time",
-        httpx.WriteTimeout: "sending to SCP timed out",
-        httpx.PoolTimeout: "no free connection to SCP in time",
-        httpx.ConnectError: "cannot connect to SCP",
-        httpx.RemoteProtocolError: "SCP closed the connection",
-        httpx.ReadError: "connection to SCP broke while reading",
-    }
-    for kind, words in kinds.items():
-        if isinstance(exc, kind):
-            return words
-    return f"transport error ({type(exc).__name__})"
-
-
-def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """System trust plus an optional extra bundle. Verification is never switched off."""
-    context = ssl.create_default_context()
-    try:
-        import certifi
-
-        context.load_verify_locations(certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with httpx
-        pass
-    if ca_bundle is not None:
-        context.load_verify_locations(str(ca_bundle))
-    return context
-
-
-def describe_body(body: dict[str, Any] | None) -> dict[str, Any]:
-    """The observation fields we keep from a server object.
-
-    ``name`` and ``state`` come from SCP (or whatever answers in its place) and end up in the
-    object's status, conditions, events and logs: they are bounded (a name of at most
-    ``MAX_NAME`` characters, a state of at most ``MAX_STATE``, an ellipsis where cut) and ASCII
-    control characters are removed, so a hostile answer can neither bloat the object (a body
-    may hold 1 MB) nor forge lines in a log or terminal. Values of the wrong type are unknown
-    (None).
-    """
-    body = body or {}
-    locked = body.get("locked")
-    return {
-        "name": _bounded(body.get("name"), MAX_NAME),
-        "state": _bounded(body.get("state"), MAX_STATE),
-        "locked": locked if isinstance(locked, bool) else None,
-    }
-
-
-_CONTROL = dict.fromkeys([*range(0x20), 0x7F])  # str.translate table: delete ASCII controls
-
-
-def _bounded(value: Any, limit: int) -> str | None:
-    if not isinstance(value, str):
-        return None
-    text = value.translate(_CONTROL)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -18,7 +18,7 @@ from typing import Any
 MAX_DETAIL = 300
 
 
-class Kind(enum.StrEnum):
+class Verdict(enum.StrEnum):
     """What an answer means for the operator."""
 
     ACCEPTED = "Accepted"  # DELETE 202
@@ -37,7 +37,7 @@ class Kind(enum.StrEnum):
 class Outcome:
     """One answer from SCP (or the failure to get one)."""
 
-    kind: Kind
+    kind: Verdict
     status: int | None = None
     detail: str | None = None
     retry_after: float | None = None
@@ -49,20 +49,25 @@ class Outcome:
         return f"{head}: {self.detail}" if self.detail else head
 
 
-def classify(status: int, *, method: str) -> Kind:
+def classify(status: int, *, method: str) -> Verdict:
     """Map an HTTP status to an outcome kind."""
     if status == 202 and method == "DELETE":
-        return Kind.ACCEPTED
+        return Verdict.ACCEPTED
     if status == 200 and method == "GET":
-        return Kind.FOUND
-    mapping = {404: Kind.GONE, 409: Kind.CONFLICT, 401: Kind.UNAUTHORIZED, 403: Kind.FORBIDDEN}
+        return Verdict.FOUND
+    mapping = {
+        404: Verdict.GONE,
+        409: Verdict.CONFLICT,
+        401: Verdict.UNAUTHORIZED,
+        403: Verdict.FORBIDDEN,
+    }
     if status in mapping:
         return mapping[status]
     if status == 429:
-        return Kind.THROTTLED
+        return Verdict.THROTTLED
     if status >= 500 or status == 408:
-        return Kind.UNAVAILABLE
-    return Kind.REJECTED
+        return Verdict.UNAVAILABLE
+    return Verdict.REJECTED
 
 
 def from_response(*, method: str, status: int, content: bytes, headers: dict[str, str]) -> Outcome:
@@ -81,11 +86,11 @@ def from_response(*, method: str, status: int, content: bytes, headers: dict[str
 def _from_response(*, method: str, status: int, content: bytes, headers: dict[str, str]) -> Outcome:
     kind = classify(status, method=method)
     parsed = parse_json(content)
-    body = parsed if kind is Kind.FOUND and isinstance(parsed, dict) else None
-    if kind is Kind.FOUND and body is None:
+    body = parsed if kind is Verdict.FOUND and isinstance(parsed, dict) else None
+    if kind is Verdict.FOUND and body is None:
         # A 200 without a JSON object is not a server we can read: say so, keep everything.
-        return Outcome(Kind.REJECTED, status, "SCP answered 200 without a JSON object")
-    detail = None if kind in (Kind.ACCEPTED, Kind.FOUND) else error_detail(parsed, content)
+        return Outcome(Verdict.REJECTED, status, "SCP answered 200 without a JSON object")
+    detail = None if kind in (Verdict.ACCEPTED, Verdict.FOUND) else error_detail(parsed, content)
     return Outcome(kind, status, detail, parse_retry_after(headers.get("retry-after")), body)
 
 
@@ -103,10 +108,12 @@ def from_status(
     :func:`from_response`. Never raises.
     """
     kind = classify(status, method=method)
-    if kind is Kind.FOUND:
-        return Outcome(Kind.REJECTED, status, note or "SCP answered 200 but its body was unusable")
+    if kind is Verdict.FOUND:
+        return Outcome(
+            Verdict.REJECTED, status, note or "SCP answered 200 but its body was unusable"
+        )
     retry_after = parse_retry_after((headers or {}).get("retry-after"))
-    return Outcome(kind, status, None if kind is Kind.ACCEPTED else note, retry_after)
+    return Outcome(kind, status, None if kind is Verdict.ACCEPTED else note, retry_after)
 
 
 def error_detail(parsed: Any, raw: bytes) -> str | None:

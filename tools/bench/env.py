@@ -9,22 +9,21 @@ import collections
 import dataclasses
 import os
 import secrets
-import socket
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import procfs
-from bench.kube import AuditLog, Kube, vs_path
 from scp_emulator.config import EmulatorConfig
 from scp_emulator.requestlog import RequestLogEntry
 from scp_emulator.state import EmulatorState
 from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
 from scp_operator.settings import OperatorSettings
-from scp_testenv import ControlPlane
+from scp_testenv import ControlPlane, free_port
 from scp_testenv.operator_process import OperatorProcess
+from tools.bench import REPO, procfs
+from tools.bench.kube import AuditLog, Kube, vs_path
 
 OPERATOR_USER = "scp-bench-operator"
 # Only the operator's identity is audited: the harness's own requests cost the API server no
@@ -37,13 +36,6 @@ rules:
     users: ["{OPERATOR_USER}"]
   - level: None
 """
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class InFlightProbe:
@@ -131,7 +123,7 @@ class Bench:
 
     def start(self) -> None:
         self.cp.start()
-        crd = Path(__file__).resolve().parent.parent / "crds" / f"{constants.CRD_NAME}.yaml"
+        crd = REPO / "crds" / f"{constants.CRD_NAME}.yaml"
         self.cp.kubectl("apply", "-f", str(crd))
         self.cp.kubectl(
             "wait", "--for=condition=Established", f"crd/{constants.CRD_NAME}", "--timeout=60s"

@@ -16,9 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import procfs
-from bench.env import Bench, BenchOperator, random_server_ids
-from bench.kube import (
+from scp_emulator.requestlog import RequestLogEntry
+from scp_operator.backoff import Schedule
+from scp_operator.constants import FINALIZER
+from tools.bench import procfs
+from tools.bench.env import Bench, BenchOperator, random_server_ids
+from tools.bench.kube import (
     WRITE_VERBS,
     AuditRequest,
     Key,
@@ -29,10 +32,7 @@ from bench.kube import (
     summarize,
     vs_path,
 )
-from bench.schedule import gap_bounds, predict
-from scp_emulator.requestlog import RequestLogEntry
-from scp_operator.backoff import Schedule
-from scp_operator.constants import FINALIZER
+from tools.bench.schedule import gap_bounds, predict
 
 HOLD_FINALIZER = "bench.scp.dev/hold"  # the K8s-bound baseline's own finalizer
 

@@ -1,7 +1,9 @@
-"""``python -m bench.run``: the benchmark against a real kube-apiserver and the SCP emulator.
+"""``python -m tools.bench.run``: the benchmark against a real kube-apiserver and the SCP emulator.
 
-Prints a table and writes everything to ``bench/results/<timestamp>.json``. ``--smoke`` is the
-small run CI uses (it checks that the harness works, not how fast anything is).
+Prints a table and writes everything to ``<results>/<timestamp>.json``, outside the source
+tree: ``$SCP_OPERATOR_CACHE_DIR/bench/results`` (default ``${XDG_CACHE_HOME:-~/.cache}/
+scp-operator/bench/results``, next to the control-plane binaries). ``--smoke`` is the small run
+CI uses (it checks that the harness works, not how fast anything is).
 See docs/benchmarks.md for what each number means.
 """
 
@@ -23,14 +25,25 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench import procfs, report, sections
-from bench.env import Bench, Options
 from scp_operator.backoff import Schedule
 from scp_operator.settings import OperatorSettings
+from tools.bench import REPO, procfs, report, sections
+from tools.bench.env import Bench, Options
 
-RESULTS = Path(__file__).resolve().parent / "results"
+
+def results_dir() -> Path:
+    """Where results go by default: the cache directory ``tools/controlplane/build.sh`` uses
+    too (``$SCP_OPERATOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/scp-operator``, else
+    ``~/.cache/scp-operator``), under ``bench/results``; never the source tree."""
+    explicit = os.environ.get("SCP_OPERATOR_CACHE_DIR")
+    if explicit:
+        return Path(explicit) / "bench" / "results"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "scp-operator" / "bench" / "results"
+
+
 SECTIONS = ("drain", "latency", "footprint", "blocked")
 SMOKE = {
     "sizes": [20],
@@ -48,7 +61,7 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.run",
+        prog="python -m tools.bench.run",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
@@ -73,7 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--k8s-concurrency", type=int, default=32, help="harness/baseline requests in flight (32)"
     )
-    parser.add_argument("--output", type=Path, help="JSON file (default bench/results/<ts>.json)")
+    parser.add_argument("--output", type=Path, help="JSON file (default <results>/<ts>.json)")
     parser.add_argument(
         "--keep-workdir", action="store_true", help="keep logs (operator, audit) after the run"
     )
@@ -100,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def code_state() -> dict[str, Any]:
     """Which operator code was measured: the commit, the trees of operator/ and crds/, and a
     digest of uncommitted changes to them (commits elsewhere do not change the code)."""
-    root = Path(__file__).resolve().parent.parent
+    root = REPO
 
     def git(*args: str) -> str:
         result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
@@ -208,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     result["meta"]["wall_seconds"] = round(time.monotonic() - started, 1)
-    output = args.output or RESULTS / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    output = args.output or results_dir() / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
     print(report.render(result))
