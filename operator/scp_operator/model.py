@@ -157,8 +157,3 @@ def protection(annotations: Mapping[str, Any] | Any) -> Protection:
         True,
         f'is {shown!r}, which is not understood, so it protects (use "true" or "false")',
     )
-
-
-def is_protected(annotations: Mapping[str, Any] | Any) -> bool:
-    """True when the deletion-protection annotation protects (see :func:`protection`)."""
-    return protection(annotations).protected
