@@ -54,5 +54,5 @@ EXPOSE 8080 9090
 ENTRYPOINT ["scp-operator"]
 # Kopf flags: only command-line-only ones belong here (--liveness serves /healthz); every other
 # Kopf option is set in the startup hook, whose docstring lists them all
-# (operator/scp_operator/handlers/startup.py). --standalone repeats settings.peering.standalone.
-CMD ["run", "--standalone", "--liveness=http://0.0.0.0:8080/healthz"]
+# (operator/scp_operator/handlers/startup.py), e.g. no Kopf peering (settings.peering.standalone).
+CMD ["run", "--liveness=http://0.0.0.0:8080/healthz"]

@@ -1,6 +1,6 @@
 """One operator instance at a time, enforced by a ``coordination.k8s.io/v1`` Lease.
 
-Why: the chart runs one replica with ``--standalone`` (no Kopf peering), but nothing stopped a
+Why: the chart runs one replica without Kopf peering, but nothing stopped a
 second instance — ``scp-operator run`` started by hand, or a second Helm release. Two instances
 mean two blast-radius budgets, and a copy pointed at another SCP endpoint answers 404 for every
 server and releases objects whose servers still exist. So an instance takes a Lease before it

@@ -28,7 +28,7 @@ def operator_executable() -> str:
 
 
 class OperatorProcess:
-    """One ``scp-operator run --standalone`` process with its own log file."""
+    """One ``scp-operator run`` process with its own log file."""
 
     def __init__(
         self,
@@ -55,7 +55,7 @@ class OperatorProcess:
     def spawn(self) -> None:
         """Start the process without waiting for it to become ready (e.g. a second instance
         that is expected to wait for the Lease)."""
-        args = [operator_executable(), "run", "--standalone", *self.extra_args]
+        args = [operator_executable(), "run", *self.extra_args]
         args += [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
         base = {k: v for k, v in os.environ.items() if not k.startswith("SCP_")}
         env = {**base, "KUBECONFIG": str(self.kubeconfig), **self.env}

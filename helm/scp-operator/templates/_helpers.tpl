@@ -82,10 +82,9 @@ app.kubernetes.io/part-of: scp-operator
 {{/* Arguments of `scp-operator run` (the image's ENTRYPOINT is scp-operator): Kopf flags that
      exist only on the command line (health endpoint, logging, namespaces). Every other Kopf
      option is set in the operator's startup hook, whose docstring lists these flags too
-     (operator/scp_operator/handlers/startup.py); --standalone repeats settings.peering.standalone. */}}
+     (operator/scp_operator/handlers/startup.py), e.g. no Kopf peering. */}}
 {{- define "scp-operator.args" -}}
 - run
-- --standalone
 - --liveness=http://0.0.0.0:{{ .Values.healthPort }}/healthz
 - --log-format={{ .Values.operator.logFormat }}
 {{- with .Values.operator.logLevel }}

@@ -64,8 +64,9 @@ async def configure(
     - ``--log-format``, ``--verbose`` / ``--quiet`` / ``--debug``: logging, configured before
       any hook runs (the chart's ``operator.logFormat`` and ``operator.logLevel``).
 
-    ``--standalone`` is still passed by the Dockerfile, the chart and the test helpers; it
-    repeats ``settings.peering.standalone`` and changes nothing.
+    ``--standalone`` is not needed: ``settings.peering.standalone`` is set here, and Kopf reads
+    it only when its watchers start, after the startup hooks (Kopf 1.45: every task but the
+    startup activities waits for ``started_flag``).
     """
     set_kopf_options(settings)
     try:
