@@ -4,10 +4,10 @@ Each account is checked when it changes (a new generation) and again every
 ``SCP_OPERATOR_ACCOUNT_RECHECK_INTERVAL`` seconds, by one background loop started with the
 operator (the loop writes status only; when an account changes, Kopf's handler in
 :mod:`scp_operator.handlers.accounts` checks it at once and posts the event). A check reads the
-Secret, makes one signed read (``GET /v1/servers?size=1``), counts the admitted namespaces and
+Secret, makes one signed read (``GET /v1/servers?limit=1``), counts the admitted namespaces and
 the objects naming the account, and writes ``status``: conditions
-``Ready`` (CredentialsValid, SecretNotFound, SecretForbidden, SecretKeyMissing, Unauthorized,
-Forbidden, Unreachable, InvalidRegion, AccountInvalid) and ``NamespacesAdmitted``.
+``Ready`` (CredentialsValid, SecretNotFound, SecretForbidden, SecretKeyMissing, SecretMalformed,
+Unauthorized, Forbidden, Unreachable, InvalidRegion, AccountInvalid) and ``NamespacesAdmitted``.
 
 Not a Kopf timer: timers and daemons make Kopf put a finalizer on every ScpAccount, which would
 outlive an uninstalled operator; a status check needs none. The status is for the cluster admin
