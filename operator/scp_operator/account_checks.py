@@ -64,23 +64,16 @@ async def check(runtime: Runtime, body: dict[str, Any]) -> dict[str, Any]:
     except KubeReadError as exc:
         logger.warning("ScpAccount %s: cannot count its objects: %s", name, exc)
     current = old.get("conditions")
-    current = conditions.set_condition(
-        current,
-        type="Ready",
-        status=ready[0],
-        reason=ready[1],
-        message=ready[2],
-        generation=generation,
-    )
-    if admitted is not None:
-        current = conditions.set_condition(
-            current,
-            type="NamespacesAdmitted",
-            status=admitted[0],
-            reason=admitted[1],
-            message=admitted[2],
-            generation=generation,
-        )
+    for type_, found in (("Ready", ready), ("NamespacesAdmitted", admitted)):
+        if found is not None:
+            current = conditions.set_condition(
+                current,
+                type=type_,
+                status=found[0],
+                reason=found[1],
+                message=found[2],
+                generation=generation,
+            )
     status["conditions"] = current
     return status
 

@@ -14,13 +14,33 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from scp_operator.accounts import GROUP_PLURAL
 from scp_operator.constants import GROUP, PLURAL, VERSION
 from scp_operator.kube import CrdReader, KubeReadError
 
 PAGE = 500
+
+T = TypeVar("T")
+_RAISE: Any = object()  # ``missing`` default: a 404 is an error like any other
+
+
+def _ask(what: str, call: Callable[[], T], *, missing: Any = _RAISE) -> T:
+    """Run one blocking API call; a 404 gives ``missing`` (when given), anything else that goes
+    wrong becomes :class:`KubeReadError` naming ``what`` and the status, never a body."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == 404 and missing is not _RAISE:
+            return cast(T, missing)
+        raise KubeReadError(f"{what} answered HTTP {exc.status}") from None
+    except Exception as exc:
+        raise KubeReadError(f"{what} failed: {type(exc).__name__}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,18 +86,13 @@ class AccountReader:
         return await self._kube.run(self._account, name)
 
     def _account(self, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            found: dict[str, Any] = self._custom().get_cluster_custom_object(
+        found: dict[str, Any] | None = _ask(
+            f"GET scpaccounts/{name}",
+            lambda: self._custom().get_cluster_custom_object(
                 GROUP, VERSION, GROUP_PLURAL, name, _request_timeout=self._timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise KubeReadError(f"GET scpaccounts/{name} answered HTTP {exc.status}") from None
-        except Exception as exc:
-            raise KubeReadError(f"GET scpaccounts/{name} failed: {type(exc).__name__}") from None
+            ),
+            missing=None,
+        )
         return found
 
     async def accounts(self) -> list[dict[str, Any]]:
@@ -85,18 +100,13 @@ class AccountReader:
         return await self._kube.run(self._accounts)
 
     def _accounts(self) -> list[dict[str, Any]]:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            listing = self._custom().list_cluster_custom_object(
+        listing: dict[str, Any] = _ask(
+            "LIST scpaccounts",
+            lambda: self._custom().list_cluster_custom_object(
                 GROUP, VERSION, GROUP_PLURAL, _request_timeout=self._timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return []
-            raise KubeReadError(f"LIST scpaccounts answered HTTP {exc.status}") from None
-        except Exception as exc:
-            raise KubeReadError(f"LIST scpaccounts failed: {type(exc).__name__}") from None
+            ),
+            missing={},  # no CRD: no accounts
+        )
         items: list[dict[str, Any]] = listing.get("items") or []
         return items
 
@@ -105,31 +115,24 @@ class AccountReader:
         await self._kube.run(self._write_status, name, status)
 
     def _write_status(self, name: str, status: dict[str, Any]) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self._custom().patch_cluster_custom_object_status(
+        _ask(
+            f"PATCH scpaccounts/{name}/status",
+            lambda: self._custom().patch_cluster_custom_object_status(
                 GROUP,
                 VERSION,
                 GROUP_PLURAL,
                 name,
                 {"status": status},
                 _request_timeout=self._timeout,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return  # deleted meanwhile
-            raise KubeReadError(
-                f"PATCH scpaccounts/{name}/status answered HTTP {exc.status}"
-            ) from None
+            ),
+            missing=None,  # deleted meanwhile
+        )
 
     async def users(self, name: str) -> int:
         """How many VirtualServers name the account (``spec.accountRef``, a selectable field)."""
         return await self._kube.run(self._users, name)
 
     def _users(self, name: str) -> int:
-        from kubernetes.client.exceptions import ApiException
-
         api, count, token = self._custom(), 0, None
         while True:
             kwargs: dict[str, Any] = {
@@ -139,10 +142,10 @@ class AccountReader:
             }
             if token:
                 kwargs["_continue"] = token
-            try:
-                page = api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-            except ApiException as exc:
-                raise KubeReadError(f"LIST virtualservers answered HTTP {exc.status}") from None
+            page: dict[str, Any] = _ask(
+                "LIST virtualservers",
+                functools.partial(api.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs),
+            )
             count += len(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:
@@ -155,34 +158,22 @@ class AccountReader:
         return await self._kube.run(self._namespace_labels, name)
 
     def _namespace_labels(self, name: str) -> dict[str, str] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            ns = self._core().read_namespace(name, _request_timeout=self._timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise KubeReadError(f"GET namespaces/{name} answered HTTP {exc.status}") from None
-        except Exception as exc:
-            raise KubeReadError(f"GET namespaces/{name} failed: {type(exc).__name__}") from None
-        return dict(ns.metadata.labels or {})
+        ns = _ask(
+            f"GET namespaces/{name}",
+            lambda: self._core().read_namespace(name, _request_timeout=self._timeout),
+            missing=None,
+        )
+        return None if ns is None else dict(ns.metadata.labels or {})
 
     async def namespaces(self, label_selector: str | None) -> dict[str, dict[str, str]]:
         """The namespaces matching ``label_selector`` (None: every one), with their labels."""
         return await self._kube.run(self._namespaces, label_selector)
 
     def _namespaces(self, label_selector: str | None) -> dict[str, dict[str, str]]:
-        from kubernetes.client.exceptions import ApiException
-
         kwargs: dict[str, Any] = {"_request_timeout": self._timeout}
         if label_selector:
             kwargs["label_selector"] = label_selector
-        try:
-            listing = self._core().list_namespace(**kwargs)
-        except ApiException as exc:
-            raise KubeReadError(f"LIST namespaces answered HTTP {exc.status}") from None
-        except Exception as exc:
-            raise KubeReadError(f"LIST namespaces failed: {type(exc).__name__}") from None
+        listing = _ask("LIST namespaces", lambda: self._core().list_namespace(**kwargs))
         return {ns.metadata.name: dict(ns.metadata.labels or {}) for ns in listing.items}
 
     # --- Secrets --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,10 +79,24 @@ def kubectl(control_plane: ControlPlane) -> KubectlFn:
 
 
 @pytest.fixture
-def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace per test (deleted afterwards, though it never finishes terminating)."""
+def make_namespace(control_plane: ControlPlane) -> Iterator[Callable[[str], str]]:
+    """Factory: ``make_namespace(prefix)`` creates ``e2e-<prefix>-<random>`` and returns its name;
+    each is deleted after the test (though it never finishes terminating)."""
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        name = f"e2e-{prefix}-{uuid.uuid4().hex[:6]}"
+        control_plane.kubectl("create", "namespace", name)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(make_namespace: Callable[[str], str], request: pytest.FixtureRequest) -> str:
+    """A fresh namespace per test, named after it."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"e2e-{slug}-{uuid.uuid4().hex[:6]}"
-    control_plane.kubectl("create", "namespace", name)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    return make_namespace(slug)

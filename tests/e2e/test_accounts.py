@@ -42,19 +42,15 @@ class Account:
 
 
 @pytest.fixture
-def secrets_ns(control_plane: ControlPlane) -> Iterator[str]:
-    name = f"e2e-keys-{uuid.uuid4().hex[:6]}"
-    control_plane.kubectl("create", "namespace", name)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+def secrets_ns(make_namespace: Callable[[str], str]) -> str:
+    """Where the accounts' Secrets live: no tenant's namespace."""
+    return make_namespace("keys")
 
 
 @pytest.fixture
-def team_b(control_plane: ControlPlane) -> Iterator[str]:
-    name = f"e2e-team-b-{uuid.uuid4().hex[:6]}"
-    control_plane.kubectl("create", "namespace", name)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+def team_b(make_namespace: Callable[[str], str]) -> str:
+    """The second tenant's namespace."""
+    return make_namespace("team-b")
 
 
 def _emulator(tag: str) -> tuple[ThreadedEmulator, str, str, str]:

@@ -71,12 +71,9 @@ def manifest(name: str, server_id: str, **spec: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def other_namespace(control_plane: ControlPlane) -> Iterator[str]:
+def other_namespace(make_namespace: Callable[[str], str]) -> str:
     """A second namespace, for objects sharing a server across namespaces."""
-    name = f"e2e-other-{uuid.uuid4().hex[:6]}"
-    control_plane.kubectl("create", "namespace", name)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    return make_namespace("other")
 
 
 @pytest.fixture
