@@ -214,16 +214,22 @@ def _list_servers(request: web.Request, state: EmulatorState, credential: Creden
     return "ok", web.json_response(body), None
 
 
+#: SCP's words for every refused delete (scp-api.md). They name no cause: a client learns that
+#: a lock is the cause by reading the server (``locked``); the other causes (File Storage, an LB
+#: server group, a Backup) are not visible in the server object at all.
+CONFLICT_DETAIL = "Cannot terminate due to associated resources"
+
+
 def _delete(state: EmulatorState, server: Server) -> Answer:
-    """409 while locked or attached, else 202 and the server starts DELETING (again: 202)."""
+    """409 while locked or attached, else 202 and the server starts DELETING (again: 202).
+
+    The 409 says what SCP says, not which blocker it is (the admin view's ``blockers`` does):
+    a client that names the blocker must find out the way it would against SCP.
+    """
     if server.state == STATE_DELETING:
         return "ok", web.Response(status=202), None
-    if server.locked:
-        return _error("ok", 409, "Cannot terminate a locked server")
-    blockers = server.blockers()
-    if blockers:
-        detail = f"Cannot terminate due to associated resources: {', '.join(blockers)}"
-        return _error("ok", 409, detail)
+    if server.blockers():
+        return _error("ok", 409, CONFLICT_DETAIL)
     state.begin_delete(server)
     return "ok", web.Response(status=202), None
 

@@ -148,11 +148,11 @@ class Server:
         self.modified_at = _now()
 
     def blockers(self) -> list[str]:
-        """Attached resources that make SCP refuse a delete, named as the 409 detail lists them.
-
-        An LB server group does not block servers created by an Auto-Scaling Group.
+        """What makes SCP refuse a delete (the seed's list): a lock, File Storage, an LB server
+        group (not for servers an Auto-Scaling Group created) or a Backup. Shown in the admin
+        view only: SCP's 409 does not say which.
         """
-        found = []
+        found = ["lock"] if self.locked else []
         if self.file_storage:
             found.append("file storage")
         if self.lb_server_group and not self.auto_scaling_group_id:
@@ -195,4 +195,5 @@ class Server:
             "file_storage": self.file_storage,
             "lb_server_group": self.lb_server_group,
             "backup": self.backup,
+            "blockers": self.blockers(),
         }
