@@ -237,7 +237,9 @@ def uninstall_check(namespaces: Sequence[str]) -> None:
     from scp_operator.kube import list_virtualservers
 
     try:
-        found = list_virtualservers(namespaces)
+        # The same async client as the operator (asyncio.run: one loop, the pool closed after):
+        # one Kubernetes client library in the package, so one configuration and error path.
+        found = asyncio.run(list_virtualservers(namespaces))
     except Exception as exc:  # any API failure: cannot prove it is safe, so refuse
         _fail(f"cannot list VirtualServers, so refusing to call the uninstall safe: {exc}")
     if not found:

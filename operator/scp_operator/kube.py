@@ -12,9 +12,11 @@ per process and cannot see other shards:
 * every object with our finalizer (:meth:`CrdReader.holding`), for the CRD cascade, which Kopf
   no longer serves once the CRD terminates.
 
-The official client is synchronous; calls run in a small dedicated thread pool.
+Calls go through ``kubernetes_asyncio`` on the event loop, over one :class:`KubeClient` per
+process (one ``ApiClient``, one bounded connection pool), shared with
+:mod:`scp_operator.kube_accounts`; there are no threads.
 
-Size: about 300 lines, one class: the reads share one client, one pool and one error mapping
+Size: about 400 lines, two classes: the reads share one client, one pool and one error mapping
 (:class:`KubeReadError`), and a reader checking that no failure can look like "nothing there"
 needs to see them together. The account reads live in :mod:`scp_operator.kube_accounts`.
 """
@@ -22,11 +24,9 @@ needs to see them together. The account reads live in :mod:`scp_operator.kube_ac
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
 import logging
-import threading
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from scp_operator.constants import CRD_NAME, FINALIZER, GROUP, PLURAL, VERSION
@@ -38,105 +38,210 @@ T = TypeVar("T")
 #: Page size of the cascade's LIST: bounded memory whatever the number of objects.
 PAGE = 500
 
+#: Requests in flight to the API server at most, per :class:`KubeClient` (see there).
+CONNECTIONS = 8
+
 
 class KubeReadError(Exception):
     """The API server could not be asked; the message is short and safe to show."""
 
 
-def _load_config() -> object:
-    import kubernetes
+async def load_configuration() -> Any:
+    """The client configuration: the pod's service account when in a cluster, else kubeconfig.
 
-    config = kubernetes.client.Configuration()
+    ``kubernetes_asyncio`` is imported where it is first needed (here and in the calls): about
+    0.4 s of imports that CLI commands which never talk to Kubernetes (``check`` without
+    ``--account``, ``server get``) do not pay.
+    """
+    from kubernetes_asyncio import config
+    from kubernetes_asyncio.client import Configuration
+
+    configuration = Configuration()
     try:
-        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=config
+        config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
         )
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            client_configuration=config
+    except config.ConfigException:
+        # $KUBECONFIG as it is now: the library reads it once, when first imported.
+        await config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
         )
-    return config
+    return configuration
 
 
-def list_virtualservers(namespaces: Sequence[str] = ()) -> list[str]:
+class KubeClient:
+    """One ``kubernetes_asyncio`` ``ApiClient``, made on first use and closed by :meth:`aclose`.
+
+    At most ``connections`` requests are in flight; more wait here for a free slot, *before*
+    their request timeout starts. aiohttp would also queue them (its connector limit), but with
+    the timeout already running, so a burst — a drain of a thousand objects, each reading its
+    account, namespace, Secret and sharers — would turn into timeouts, and then holds, that
+    only mean "we queued", not "the API server is away". Waiting here keeps the timeout the
+    time the API server takes, as it was when the calls ran in a thread pool of that size.
+
+    After :meth:`aclose` every call raises :class:`KubeReadError` (a read after shutdown must
+    hold, never look like "nothing there") instead of quietly opening a new pool nobody closes.
+    """
+
+    def __init__(
+        self,
+        connections: int = CONNECTIONS,
+        configure: Callable[[], Awaitable[Any]] = load_configuration,
+    ) -> None:
+        self._connections = connections
+        self._configure = configure
+        self._api: Any = None
+        self._opening = asyncio.Lock()
+        self._slots = asyncio.Semaphore(connections)
+        self._closed = False
+
+    async def _api_client(self) -> Any:
+        async with self._opening:
+            if self._closed:
+                raise KubeReadError("the Kubernetes client is closed")
+            if self._api is None:
+                from kubernetes_asyncio.client import ApiClient
+
+                # The library logs every response body at DEBUG, a Secret's keys included, and
+                # `kopf run --debug` puts the root logger at DEBUG: keep that logger above it.
+                logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
+                configuration = await self._configure()
+                # Bounded on purpose: the library's default lets 100 connections open at once,
+                # and a drain of a thousand objects would open them all — a TLS handshake and
+                # an API-server request slot (--max-requests-inflight, shared with every
+                # controller in the cluster) each — only to be queued by the API server's
+                # fairness limits, which count per client, not per connection. The slots above
+                # keep this many requests in flight; the pool holds no more sockets than that.
+                configuration.connection_pool_maxsize = self._connections
+                self._api = ApiClient(configuration)
+            return self._api
+
+    async def call(self, request: Callable[[Any], Awaitable[T]]) -> T:
+        """``await request(api_client)`` in one of the slots (the request makes one call)."""
+        async with self._slots:
+            return await request(await self._api_client())
+
+    async def aclose(self) -> None:
+        """Close the connection pool; later calls raise :class:`KubeReadError`."""
+        async with self._opening:
+            self._closed = True
+            api, self._api = self._api, None
+        if api is not None:
+            await api.close()
+
+
+def _custom_objects(api_client: Any) -> Any:
+    from kubernetes_asyncio.client import CustomObjectsApi
+
+    return CustomObjectsApi(api_client)
+
+
+async def list_virtualservers(
+    namespaces: Sequence[str] = (), client: KubeClient | None = None
+) -> list[str]:
     """``namespace/name`` of every VirtualServer (in ``namespaces``, or everywhere).
 
-    A missing CRD means there are none. Other API errors propagate: the caller must not take
-    "could not look" for "nothing there".
+    A missing CRD means there are none. Any other failure raises :class:`KubeReadError`: the
+    caller must not take "could not look" for "nothing there".
     """
-    import kubernetes
-    from kubernetes.client.exceptions import ApiException
-
-    api: Any = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(_load_config()))
-    items: list[Any] = []
+    own = client is None
+    kube = KubeClient() if client is None else client
     try:
-        if namespaces:
-            for ns in namespaces:
-                items += api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
-        else:
-            items = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
-    except ApiException as exc:
-        if exc.status == 404:
-            return []
-        raise RuntimeError(f"HTTP {exc.status} {exc.reason}") from None
+        items = await _list_pages(kube, tuple(namespaces), request_timeout=10.0)
+    finally:
+        if own:
+            await kube.aclose()
     return sorted(f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items)
 
 
-class CrdReader:
-    """Reads the CRD's state with the official ``kubernetes`` client, in a worker thread."""
+async def _list_pages(
+    kube: KubeClient,
+    namespaces: tuple[str, ...],
+    *,
+    request_timeout: float,
+    keep: Callable[[dict[str, Any]], bool] = lambda _item: True,
+) -> list[dict[str, Any]]:
+    """The VirtualServers in ``namespaces`` (empty: all) that ``keep`` accepts, ``PAGE`` at a time.
 
-    def __init__(self, timeout: float = 10.0, threads: int = 8) -> None:
+    Only kept items stay in memory. A 404 (the CRD is gone) ends a namespace's listing with what
+    was read; anything else that goes wrong raises :class:`KubeReadError`.
+    """
+    result: list[dict[str, Any]] = []
+    for ns in namespaces or (None,):
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": PAGE, "_request_timeout": request_timeout}
+            if token:
+                kwargs["_continue"] = token
+
+            async def one_page(
+                api_client: Any, ns: str | None = ns, kwargs: dict[str, Any] = kwargs
+            ) -> Any:
+                api = _custom_objects(api_client)
+                if ns is None:
+                    return await api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+                return await api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, **kwargs)
+
+            try:
+                page: dict[str, Any] = await kube.call(one_page)
+            except KubeReadError:
+                raise
+            except Exception as exc:
+                if http_status(exc) == 404:
+                    break  # the CRD is gone: nothing there any more
+                raise KubeReadError(describe_failure("LIST virtualservers", exc)) from None
+            result.extend(item for item in page.get("items") or [] if keep(item))
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                break
+    return result
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of an API error, None when the API server did not answer."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    return exc.status if isinstance(exc, ApiException) else None
+
+
+def describe_failure(what: str, exc: BaseException) -> str:
+    """``what`` and the HTTP status or the exception's type: never a body, never a value."""
+    status = http_status(exc)
+    if status is not None:
+        return f"{what} answered HTTP {status}"
+    return f"{what} failed: {type(exc).__name__}"
+
+
+class CrdReader:
+    """Reads the CRD's state, the objects naming a server, and releases for the cascade."""
+
+    def __init__(self, client: KubeClient | None = None, timeout: float = 10.0) -> None:
+        self.client = client if client is not None else KubeClient()
         self._timeout = timeout
-        self._api: Any = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="kube")
-        self._lock = threading.Lock()
         self._reading = asyncio.Lock()  # one read at a time
         self._batch: asyncio.Future[CrdState] | None = None  # the next read, not yet started
         self.reads = 0
 
-    def _client(self) -> Any:
-        with self._lock:
-            if self._api is None:
-                import kubernetes  # heavy; imported when first needed
+    async def _read(self) -> CrdState:
+        async def read(api_client: Any) -> Any:
+            from kubernetes_asyncio.client import ApiextensionsV1Api
 
-                api_client = kubernetes.client.ApiClient(_load_config())
-                self._api = kubernetes.client.ApiextensionsV1Api(api_client)
-            return self._api
-
-    def _read(self) -> CrdState:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            crd = self._client().read_custom_resource_definition(
+            return await ApiextensionsV1Api(api_client).read_custom_resource_definition(
                 CRD_NAME, _request_timeout=self._timeout
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return CrdState.GONE
-            logger.warning("Cannot read CRD %s: HTTP %s", CRD_NAME, exc.status)
-            return CrdState.UNKNOWN
+
+        try:
+            crd = await self.client.call(read)
         except Exception as exc:  # any failure means "unknown", which holds the object
-            logger.warning("Cannot read CRD %s: %s", CRD_NAME, type(exc).__name__)
+            status = http_status(exc)
+            if status == 404:
+                return CrdState.GONE
+            if status is not None:
+                logger.warning("Cannot read CRD %s: HTTP %s", CRD_NAME, status)
+            else:
+                logger.warning("Cannot read CRD %s: %s", CRD_NAME, type(exc).__name__)
             return CrdState.UNKNOWN
         return CrdState.TERMINATING if crd.metadata.deletion_timestamp else CrdState.PRESENT
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking call of the official client in this reader's thread pool."""
-        return await self._run(fn, *args)
-
-    def api_client(self) -> Any:
-        """The official client's ``ApiClient`` (configuration loaded once)."""
-        return self._client().api_client
-
-    def _objects(self) -> Any:
-        import kubernetes
-
-        self._client()  # configuration loaded
-        return kubernetes.client.CustomObjectsApi(self._api.api_client)
 
     async def naming(self, server_id: str) -> list[dict[str, Any]]:
         """Every VirtualServer, in any namespace, whose ``spec.serverId`` is ``server_id``.
@@ -147,32 +252,33 @@ class CrdReader:
         """
         spellings = dict.fromkeys((server_id.lower(), server_id.upper()))
         found: dict[str, dict[str, Any]] = {}
-        for listing in await asyncio.gather(*(self._run(self._naming, s) for s in spellings)):
+        for listing in await asyncio.gather(*(self._naming(s) for s in spellings)):
             for item in listing:
                 found[str(item.get("metadata", {}).get("uid"))] = item
         return list(found.values())
 
-    def _naming(self, spelling: str) -> list[dict[str, Any]]:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            listing = self._objects().list_cluster_custom_object(
+    async def _naming(self, spelling: str) -> list[dict[str, Any]]:
+        async def listing(api_client: Any) -> Any:
+            return await _custom_objects(api_client).list_cluster_custom_object(
                 GROUP,
                 VERSION,
                 PLURAL,
                 field_selector=f"spec.serverId={spelling}",
                 _request_timeout=self._timeout,
             )
-        except ApiException as exc:
-            if exc.status == 400 and "field label" in str(exc.body):
+
+        try:
+            answer: dict[str, Any] = await self.client.call(listing)
+        except KubeReadError:
+            raise
+        except Exception as exc:
+            if http_status(exc) == 400 and "field label" in str(getattr(exc, "body", "")):
                 raise KubeReadError(
                     "the installed VirtualServer CRD has no selectable field spec.serverId: "
                     "apply this version's CRD (crds/ or the chart's crds/ folder)"
                 ) from None
-            raise KubeReadError(f"LIST virtualservers answered HTTP {exc.status}") from None
-        except Exception as exc:
-            raise KubeReadError(f"LIST virtualservers failed: {type(exc).__name__}") from None
-        items: list[dict[str, Any]] = listing.get("items") or []
+            raise KubeReadError(describe_failure("LIST virtualservers", exc)) from None
+        items: list[dict[str, Any]] = answer.get("items") or []
         return items
 
     async def holding(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -180,41 +286,12 @@ class CrdReader:
 
         Read page by page; an API error raises :class:`KubeReadError`.
         """
-        return await self._run(self._holding, tuple(namespaces))
-
-    def _holding(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
-        from kubernetes.client.exceptions import ApiException
-
-        api = self._objects()
-        result: list[dict[str, Any]] = []
-        for ns in namespaces or (None,):
-            token: str | None = None
-            while True:
-                kwargs: dict[str, Any] = {"limit": PAGE, "_request_timeout": self._timeout}
-                if token:
-                    kwargs["_continue"] = token
-                try:
-                    if ns is None:
-                        page = api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-                    else:
-                        page = api.list_namespaced_custom_object(
-                            GROUP, VERSION, ns, PLURAL, **kwargs
-                        )
-                except ApiException as exc:
-                    if exc.status == 404:
-                        break  # the CRD is gone: nothing holds any more
-                    raise KubeReadError(f"LIST virtualservers answered HTTP {exc.status}") from None
-                except Exception as exc:
-                    raise KubeReadError(
-                        f"LIST virtualservers failed: {type(exc).__name__}"
-                    ) from None
-                for item in page.get("items") or []:
-                    if FINALIZER in (item.get("metadata", {}).get("finalizers") or ()):
-                        result.append(item)
-                token = (page.get("metadata") or {}).get("continue")
-                if not token:
-                    break
-        return result
+        return await _list_pages(
+            self.client,
+            tuple(namespaces),
+            request_timeout=self._timeout,
+            keep=lambda item: FINALIZER in (item.get("metadata", {}).get("finalizers") or ()),
+        )
 
     async def release(
         self, namespace: str, name: str, finalizers: Sequence[str], ours: str
@@ -223,12 +300,6 @@ class CrdReader:
 
         Used only for the CRD cascade, when Kopf no longer serves the resource.
         """
-        return await self._run(self._release, namespace, name, finalizers, ours)
-
-    def _release(self, namespace: str, name: str, finalizers: Sequence[str], ours: str) -> bool:
-        from kubernetes.client.exceptions import ApiException
-
-        api = self._objects()
         current = list(finalizers)
         for _ in range(3):
             if ours not in current:
@@ -244,8 +315,9 @@ class CrdReader:
                     "value": [f for f in current if f != ours],
                 },
             ]
-            try:
-                api.patch_namespaced_custom_object(
+
+            async def patch(api_client: Any, ops: list[dict[str, Any]] = ops) -> Any:
+                return await _custom_objects(api_client).patch_namespaced_custom_object(
                     GROUP,
                     VERSION,
                     namespace,
@@ -255,32 +327,40 @@ class CrdReader:
                     _content_type="application/json-patch+json",
                     _request_timeout=self._timeout,
                 )
+
+            try:
+                await self.client.call(patch)
                 return True
-            except ApiException as exc:
-                if exc.status == 404:
+            except Exception as exc:
+                status = http_status(exc)
+                if status == 404:
                     return True  # already gone
-                if exc.status not in (409, 422):
+                if status is None:
+                    logger.warning("CRD cascade: %s/%s: %s", namespace, name, type(exc).__name__)
+                    return False
+                if status not in (409, 422):
                     logger.warning(
                         "CRD cascade: %s/%s: HTTP %s %s",
                         namespace,
                         name,
-                        exc.status,
-                        str(exc.body)[:300],
+                        status,
+                        str(getattr(exc, "body", ""))[:300],
                     )
                     return False
-            except Exception as exc:
-                logger.warning("CRD cascade: %s/%s: %s", namespace, name, type(exc).__name__)
-                return False
-            try:  # finalizers changed meanwhile: read them again (list is what RBAC grants)
-                found = api.list_namespaced_custom_object(
+
+            async def reread(api_client: Any) -> Any:
+                return await _custom_objects(api_client).list_namespaced_custom_object(
                     GROUP,
                     VERSION,
                     namespace,
                     PLURAL,
                     field_selector=f"metadata.name={name}",
                     _request_timeout=self._timeout,
-                )["items"]
-            except ApiException:
+                )
+
+            try:  # finalizers changed meanwhile: read them again (list is what RBAC grants)
+                found = (await self.client.call(reread))["items"]
+            except Exception:
                 return False
             if not found:
                 return True
@@ -306,7 +386,7 @@ class CrdReader:
                 self._batch = None  # closed: later callers wait for the next read
             try:
                 self.reads += 1
-                result = await self._run(self._read)
+                result = await self._read()
             except BaseException:  # never leave callers hanging
                 result = CrdState.UNKNOWN
             batch.set_result(result)

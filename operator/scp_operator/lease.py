@@ -33,15 +33,18 @@ The rules, in the order they matter:
 * **Giving it back.** On a clean stop the holder clears ``holderIdentity`` (guarded by its
   ``resourceVersion``, so it never clears someone else's), and the next instance starts at once.
 
-The official ``kubernetes`` client is synchronous; every call runs in a worker thread with a
-request timeout (the renewal interval, at least 2 s), and a renewal is not waited for past the
-deadline. Nothing here logs credentials: only HTTP statuses and the API server's own messages.
+Calls go through ``kubernetes_asyncio`` on the event loop, each with a request timeout (the
+renewal interval, at least 2 s), and a renewal still unanswered at the deadline is cancelled.
+The keeper has its own small :class:`~scp_operator.kube.KubeClient`, not the readers' one: a
+renewal must never wait for a connection behind a burst of reads (a drain of a thousand
+objects), or the Lease would be lost while the API server is healthy. Nothing here logs
+credentials: only HTTP statuses and the API server's own messages.
 
-Size: about 780 lines, of which a third is this docstring and the clock reasoning. It stays one
+Size: about 810 lines, of which a third is this docstring and the clock reasoning. It stays one
 module because the rules above (scope, expiry by two independent proofs, renewal, loss, release)
 only hold together: each state transition is checked against the others in
-``tests/unit/test_lease.py``. The thin Kubernetes adapter (:class:`KubeLeaseApi`) is the part
-that could move next to :mod:`scp_operator.kube` once that module turns async (issue 12).
+``tests/unit/test_lease.py``. The thin Kubernetes adapter (:class:`KubeLeaseApi`) is the only
+part that talks to the API server, through :class:`~scp_operator.kube.KubeClient`.
 """
 
 from __future__ import annotations
@@ -59,12 +62,12 @@ import secrets
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from scp_operator import scope
+from scp_operator.kube import KubeClient
 from scp_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -350,16 +353,19 @@ class Answer:
 
 
 class LeaseApi(Protocol):
-    """The three Lease calls the keeper makes (synchronous; the keeper runs them in threads)."""
+    """The three Lease calls the keeper makes, and closing the connection they use."""
 
-    def read(self, namespace: str, name: str) -> Answer | None:
+    async def read(self, namespace: str, name: str) -> Answer | None:
         """The Lease, or None when it does not exist."""
 
-    def create(self, lease: LeaseWrite) -> Answer:
+    async def create(self, lease: LeaseWrite) -> Answer:
         """Create it; :class:`LeaseConflict` when it already exists."""
 
-    def replace(self, lease: LeaseWrite) -> Answer:
+    async def replace(self, lease: LeaseWrite) -> Answer:
         """Replace it, guarded by ``lease.resource_version`` (:class:`LeaseConflict` if stale)."""
+
+    async def aclose(self) -> None:
+        """Close the connection pool (the keeper is done)."""
 
 
 def _status_message(body: object) -> str:
@@ -373,64 +379,63 @@ def _status_message(body: object) -> str:
 
 
 class KubeLeaseApi:
-    """:class:`LeaseApi` with the official ``kubernetes`` client (in-cluster or kubeconfig)."""
+    """:class:`LeaseApi` with ``kubernetes_asyncio`` (in-cluster or kubeconfig).
 
-    def __init__(self, timeout: float) -> None:
+    Its own :class:`~scp_operator.kube.KubeClient` (see the module's docstring) of two
+    connections: the keeper makes one request at a time; the second is headroom, never a queue.
+    """
+
+    def __init__(self, timeout: float, client: KubeClient | None = None) -> None:
         self._timeout = timeout
-        self._api: Any = None
-        self._lock = threading.Lock()  # a cancelled call's thread may still be running
+        self._kube = client if client is not None else KubeClient(connections=2)
 
-    def _client(self) -> Any:
-        with self._lock:
-            if self._api is not None:
-                return self._api
-            import kubernetes  # heavy; imported when first needed
+    async def _call(self, method: str, *args: Any) -> Answer:
+        async def request(api_client: Any) -> tuple[int, bytes, str | None]:
+            from kubernetes_asyncio.client import CoordinationV1Api
 
-            from scp_operator.kube import _load_config
-
-            api_client = kubernetes.client.ApiClient(_load_config())
-            self._api = kubernetes.client.CoordinationV1Api(api_client)
-            return self._api
-
-    def _call(self, method: str, *args: Any) -> Answer:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            api = self._client()
-            response = getattr(api, method)(
+            # The raw answer: its Date header teaches the server clock. Unread, the client
+            # neither checks the status nor parses the body, so both are done below.
+            response = await getattr(CoordinationV1Api(api_client), method)(
                 *args, _request_timeout=self._timeout, _preload_content=False
             )
-            obj = json.loads(response.data)
-            return Answer(obj, response.headers.get("Date"))
-        except ApiException as exc:
-            error = LeaseConflict if exc.status == 409 else LeaseError
-            raise error(exc.status, f"HTTP {exc.status}: {_status_message(exc.body)}") from None
-        except LeaseError:
-            raise
+            async with response:
+                return response.status, await response.read(), response.headers.get("Date")
+
+        try:
+            status, body, date = await self._kube.call(request)
         except Exception as exc:  # connection refused, timeout, bad kubeconfig: no answer
             raise LeaseError(None, f"{type(exc).__name__}: {str(exc)[:200]}") from None
-
-    def read(self, namespace: str, name: str) -> Answer | None:
+        if not 200 <= status <= 299:
+            error = LeaseConflict if status == 409 else LeaseError
+            raise error(status, f"HTTP {status}: {_status_message(body)}")
         try:
-            return self._call("read_namespaced_lease", name, namespace)
+            return Answer(json.loads(body), date)
+        except ValueError:
+            raise LeaseError(None, f"HTTP {status}: the answer is not JSON") from None
+
+    async def aclose(self) -> None:
+        await self._kube.aclose()
+
+    async def read(self, namespace: str, name: str) -> Answer | None:
+        try:
+            return await self._call("read_namespaced_lease", name, namespace)
         except LeaseError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def create(self, lease: LeaseWrite) -> Answer:
-        return self._call("create_namespaced_lease", lease.namespace, self._model(lease))
+    async def create(self, lease: LeaseWrite) -> Answer:
+        return await self._call("create_namespaced_lease", lease.namespace, self._model(lease))
 
-    def replace(self, lease: LeaseWrite) -> Answer:
-        return self._call(
+    async def replace(self, lease: LeaseWrite) -> Answer:
+        return await self._call(
             "replace_namespaced_lease", lease.name, lease.namespace, self._model(lease)
         )
 
     @staticmethod
     def _model(lease: LeaseWrite) -> Any:
-        import kubernetes
+        from kubernetes_asyncio import client
 
-        client: Any = kubernetes.client
         return client.V1Lease(
             api_version="coordination.k8s.io/v1",
             kind="Lease",
@@ -483,6 +488,7 @@ class LeaseKeeper:
         # else may take over, so the process has that long to stop handling objects.
         self.deadline = duration - self.interval
         self.tolerance = float(duration) if tolerance is None else tolerance
+        self._owns_api = api is None  # closed by release(); one passed in belongs to its caller
         self.api: LeaseApi = api or KubeLeaseApi(timeout=max(2.0, self.interval))
         self.clock = clock or ServerClock()
         self.lost = asyncio.Event()
@@ -502,11 +508,11 @@ class LeaseKeeper:
     def held(self) -> bool:
         return self._record is not None and not self.lost.is_set()
 
-    # -- requests (in threads), each teaching the server clock ---------------------------------
+    # -- requests, each teaching the server clock ----------------------------------------------
 
-    async def _request(self, call: Callable[[], Answer | None]) -> LeaseRecord | None:
+    async def _request(self, call: Callable[[], Awaitable[Answer | None]]) -> LeaseRecord | None:
         sent = self.clock.wall()
-        answer = await asyncio.to_thread(call)
+        answer = await call()
         if answer is None:
             return None
         self.clock.observe(answer.date, sent, self.clock.wall())
@@ -556,8 +562,16 @@ class LeaseKeeper:
 
         Logs why it waits (at most every 30 s) and, for API errors (no permission, namespace
         missing, API server away), what failed; it keeps trying either way, since handling
-        objects without the Lease is exactly what must not happen.
+        objects without the Lease is exactly what must not happen. Cancelled (the operator
+        stops while it waits), it closes its connection pool on the way out.
         """
+        try:
+            await self._acquire()
+        except BaseException:
+            await self._close_api()
+            raise
+
+    async def _acquire(self) -> None:
         observed_version: str | None = None
         observed_at = began = self._monotonic()
         last_said = -float("inf")
@@ -657,8 +671,8 @@ class LeaseKeeper:
     async def _renew_once(self) -> str | None:
         """One renewal; returns why the Lease is lost, or None (renewed, or worth retrying).
 
-        A request still unanswered at the deadline is abandoned there (its thread finishes on
-        its own), so a hanging API server cannot delay giving up past the deadline; a renewal
+        A request still unanswered at the deadline is cancelled there (its connection closed),
+        so a hanging API server cannot delay giving up past the deadline; a renewal
         that starts late (a stalled event loop) still gets a second to prove the Lease is ours.
         (``asyncio.wait``, not ``wait_for``: Python 3.11's ``wait_for`` can swallow a
         cancellation that arrives as the request completes, and ``release`` cancels this.)
@@ -716,8 +730,19 @@ class LeaseKeeper:
     async def release(self) -> None:
         """Stop renewing and give the Lease back, unless it is no longer ours.
 
-        Best effort: when the API server cannot be reached, the Lease simply expires.
+        Best effort: when the API server cannot be reached, the Lease simply expires. Closes the
+        keeper's connection pool last.
         """
+        try:
+            await self._give_back()
+        finally:
+            await self._close_api()
+
+    async def _close_api(self) -> None:
+        if self._owns_api:
+            await self.api.aclose()
+
+    async def _give_back(self) -> None:
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,7 +11,7 @@ from scp_operator.backoff import Schedule
 from scp_operator.credentials import CredentialsProvider
 from scp_operator.decision import Timing
 from scp_operator.directory import AccountDirectory
-from scp_operator.kube import CrdReader
+from scp_operator.kube import CrdReader, KubeClient
 from scp_operator.kube_accounts import AccountReader
 from scp_operator.limits import DeletionBudget, RequestLimiter
 from scp_operator.metrics import BlockedTracker
@@ -37,12 +37,16 @@ class Runtime:
     budget: DeletionBudget
     accounts: AccountDirectory
     account_reader: AccountReader
+    kube: KubeClient  # the one Kubernetes client both readers share
     blocked: BlockedTracker = dataclasses.field(default_factory=BlockedTracker)
 
     async def aclose(self) -> None:
-        """Release network resources."""
-        await self.accounts.aclose()
-        await self.client.aclose()
+        """Release network resources: the SCP clients' pools and the Kubernetes client's."""
+        try:
+            await self.accounts.aclose()
+            await self.client.aclose()
+        finally:
+            await self.kube.aclose()
 
 
 def build(settings: Settings) -> Runtime:
@@ -70,8 +74,9 @@ def build(settings: Settings) -> Runtime:
         confirm_poll=op.confirm_poll_interval,
     )
     budget = DeletionBudget(op.max_deletions_per_window, op.deletion_window)
-    crd = CrdReader()
-    reader = AccountReader(crd)
+    kube = KubeClient()  # connects on first use: `scp-operator check` without accounts never does
+    crd = CrdReader(kube)
+    reader = AccountReader(kube)
     return Runtime(
         settings=settings,
         client=client,
@@ -80,6 +85,7 @@ def build(settings: Settings) -> Runtime:
         budget=budget,
         accounts=AccountDirectory(settings, client, reader),
         account_reader=reader,
+        kube=kube,
     )
 
 

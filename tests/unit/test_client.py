@@ -150,25 +150,26 @@ async def test_concurrent_crd_checks_share_reads_that_start_after_they_ask(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import asyncio
-    import threading
 
     from scp_operator.decision import CrdState
     from scp_operator.kube import CrdReader
 
     reader = CrdReader()
-    gate = threading.Event()
+    gate, in_flight = asyncio.Event(), asyncio.Event()
     started: list[int] = []
 
-    def slow_read() -> CrdState:
+    async def slow_read() -> CrdState:
         started.append(len(started))
-        gate.wait(5)
+        in_flight.set()
+        await gate.wait()
         return CrdState.PRESENT
 
     monkeypatch.setattr(reader, "_read", slow_read)
     first = asyncio.ensure_future(reader.state())
-    await asyncio.sleep(0.05)  # the first read is now in flight
+    await in_flight.wait()  # the first read is now in flight
     late = [asyncio.ensure_future(reader.state()) for _ in range(50)]
-    await asyncio.sleep(0.05)
+    for _ in range(10):
+        await asyncio.sleep(0)
     assert len(started) == 1  # the late callers did not join the read already in flight
     gate.set()
     results = await asyncio.gather(first, *late)
@@ -186,7 +187,7 @@ async def test_a_failing_crd_read_answers_unknown_to_everyone(
 
     reader = CrdReader()
 
-    def boom() -> CrdState:
+    async def boom() -> CrdState:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(reader, "_read", boom)

@@ -309,6 +309,7 @@ class FakeLeaseApi:
         self.errors: dict[str, list[LeaseError]] = {"read": [], "create": [], "replace": []}
         self.on_read: Callable[[], None] | None = None
         self.before_write: Callable[[], None] | None = None
+        self.closed = 0
 
     def server_now(self) -> float:
         return self.time.wall + self.server_skew
@@ -347,7 +348,7 @@ class FakeLeaseApi:
         if self.errors[method]:
             raise self.errors[method].pop(0)
 
-    def read(self, namespace: str, name: str) -> Answer | None:
+    async def read(self, namespace: str, name: str) -> Answer | None:
         assert (namespace, name) == (NS, NAME)
         if self.on_read is not None:
             self.on_read()
@@ -366,7 +367,7 @@ class FakeLeaseApi:
         self.version += 1
         return self._answer()
 
-    def create(self, lease: LeaseWrite) -> Answer:
+    async def create(self, lease: LeaseWrite) -> Answer:
         if self.before_write is not None:
             self.before_write()
         self._fail("create")
@@ -374,7 +375,7 @@ class FakeLeaseApi:
             raise LeaseConflict(409, "HTTP 409: already exists")
         return self._store(lease)
 
-    def replace(self, lease: LeaseWrite) -> Answer:
+    async def replace(self, lease: LeaseWrite) -> Answer:
         if self.before_write is not None:
             self.before_write()
         self._fail("replace")
@@ -383,6 +384,9 @@ class FakeLeaseApi:
         if lease.resource_version != str(self.version):
             raise LeaseConflict(409, "HTTP 409: the object has been modified")
         return self._store(lease)
+
+    async def aclose(self) -> None:
+        self.closed += 1
 
 
 @pytest.fixture
@@ -642,3 +646,39 @@ def test_stop_process_sends_sigterm_to_its_own_process(monkeypatch: pytest.Monke
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
     lease.stop_process()
     assert sent == [(os.getpid(), signal.SIGTERM)]
+
+
+async def test_a_keeper_closes_the_connection_it_made_and_not_one_it_was_given(
+    clock: FakeTime, api: FakeLeaseApi
+) -> None:
+    """Its own Kubernetes client is closed when the Lease is given back; a caller's is not."""
+    given = LeaseKeeper(namespace=NS, name=NAME, duration=15, identity="me/1/000001", api=api)
+    await given.release()
+    assert api.closed == 0
+    own = LeaseKeeper(namespace=NS, name=NAME, duration=15, identity="me/1/000001")
+    assert isinstance(own.api, lease.KubeLeaseApi)
+    own.api = api  # as if it had made this one itself
+    own.clock = ServerClock(wall=lambda: clock.wall)
+    await own.acquire()
+    await own.release()
+    assert api.holder == ""  # given back first ...
+    assert api.closed == 1  # ... then closed
+
+
+async def test_a_keeper_cancelled_while_waiting_closes_its_connection(
+    clock: FakeTime, api: FakeLeaseApi
+) -> None:
+    """The operator stopped while another instance held the Lease: no pool left open."""
+    api.put("other/9/000009")
+    keeper = LeaseKeeper(namespace=NS, name=NAME, duration=15, identity="me/1/000001")
+    keeper.api = api  # as if it had made this one itself
+    keeper.clock = ServerClock(wall=lambda: clock.wall)
+    read = asyncio.Event()
+    api.on_read = read.set
+    waiting = asyncio.ensure_future(keeper.acquire())
+    await read.wait()  # it has seen the other holder and waits
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert api.closed == 1
+    assert api.holder == "other/9/000009"
