@@ -120,6 +120,7 @@ async def _release_one(runtime: Runtime, item: Mapping[str, Any]) -> bool:
         )
         runtime.blocked.released(str(meta.get("uid")))
         metrics.DELETIONS.labels(decision.reason).inc()
+        metrics.record_release(decision.reason, meta.get("deletionTimestamp"))
     return ok
 
 

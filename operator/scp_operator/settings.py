@@ -7,6 +7,9 @@ a typo in a deletion operator's settings must never be discovered at deletion ti
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -185,6 +188,23 @@ class OperatorSettings(BaseSettings):
         le=86400,
         description="Seconds between re-checks of each ScpAccount's keys (status.conditions).",
     )
+    resync_interval: float = Field(
+        600.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds between periodic re-reads of each server's state from SCP; 0 disables them."
+        ),
+    )
+
+    @field_validator("resync_interval")
+    @classmethod
+    def _resync_off_or_bounded(cls, value: float) -> float:
+        """Below 30 s every object would cost an SCP read every few seconds: a fleet of
+        objects would spend the request limiter on re-reads instead of deletions."""
+        if 0 < value < 30:
+            raise ValueError("must be 0 (off) or between 30 and 86400 seconds")
+        return value
 
     @model_validator(mode="after")
     def _caps(self) -> OperatorSettings:
@@ -229,3 +249,63 @@ def _explain(exc: ValidationError, prefix: str) -> str:
         else:
             lines.append(message)
     return "; ".join(lines)
+
+
+#: ``SCP_*`` variables the project uses that are not settings of the operator, so they must not
+#: be reported as unknown when they reach its environment (a developer's shell, CI):
+#: ``SCP_OPERATOR_CACHE_DIR`` — where tools/*/build.sh and the benchmark cache what they build;
+#: ``SCP_OPERATOR_REPO_ROOT`` — the checkout scp_testenv builds the control plane from;
+#: ``SCP_FAULT_SEED`` / ``SCP_FAULT_BUDGET`` — the e2e fault suite (docs/faults.md).
+#: The chart sets nothing else: its ConfigMap holds settings only.
+KNOWN_NON_SETTINGS = frozenset(
+    {"SCP_OPERATOR_CACHE_DIR", "SCP_OPERATOR_REPO_ROOT", "SCP_FAULT_SEED", "SCP_FAULT_BUDGET"}
+)
+#: Prefixes of other programs' variables: the SCP emulator's (``SCP_EMULATOR_ACCESS_KEY``, ...).
+KNOWN_NON_SETTING_PREFIXES = ("SCP_EMULATOR_",)
+#: Variables Kubernetes injects for every Service in the pod's namespace ("service links"): the
+#: chart's own ``<release>-metrics`` Service gives ``SCP_OPERATOR_METRICS_SERVICE_HOST``,
+#: ``SCP_OPERATOR_METRICS_PORT_9090_TCP`` and the like to every pod of the release named
+#: ``scp-operator``. A bare ``<SERVICE>_PORT`` is recognised by its value (``tcp://ip:port``).
+_SERVICE_LINK = re.compile(
+    r"_SERVICE_HOST$|_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?$"
+)
+_SERVICE_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://", re.IGNORECASE)
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``SCP_*`` / ``SCP_OPERATOR_*`` variable the settings read."""
+    names = {f"SCP_{name.upper()}" for name in ScpSettings.model_fields}
+    names |= {f"SCP_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
+    return frozenset(names)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``SCP_*`` variables in ``environ`` that nothing reads, each with the closest setting's
+    name (or None), sorted. Values are looked at only to recognise a Kubernetes service link;
+    they are never returned."""
+    known = known_variables()
+    found = []
+    for name, value in environ.items():
+        upper = name.upper()  # pydantic-settings reads names case-insensitively
+        if not upper.startswith("SCP_") or upper in known or upper in KNOWN_NON_SETTINGS:
+            continue
+        if upper.startswith(KNOWN_NON_SETTING_PREFIXES) or _SERVICE_LINK.search(upper):
+            continue
+        if upper.endswith("_PORT") and _SERVICE_LINK_VALUE.match(value):
+            continue
+        close = difflib.get_close_matches(upper, sorted(known), n=1)
+        found.append((name, close[0] if close else None))
+    return sorted(found)
+
+
+def unknown_variables_warning(environ: Mapping[str, str]) -> str | None:
+    """One line naming every unknown ``SCP_*`` variable (and the setting it may be a typo of),
+    or None. A misspelt setting is otherwise silently ignored — and the operator then runs with
+    the default, which for a switch like ``SCP_OPERATOR_DRY_RUN`` is the dangerous value."""
+    unknown = unknown_variables(environ)
+    if not unknown:
+        return None
+    named = ", ".join(
+        f"{name} (did you mean {close}?)" if close else name for name, close in unknown
+    )
+    return f"Unknown SCP_* environment variable(s), ignored: {named}"

@@ -1,17 +1,21 @@
-"""Dry run, the blast-radius budget, and the metrics endpoint, through the real operator."""
+"""Dry run, the blast-radius budget, metrics, health probes and who reports events, through the
+real operator."""
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import Any
 
 import httpx
+import kopf
 import pytest
+from prometheus_client import REGISTRY
 
 from scp_emulator.server import EmulatorServer
 from scp_operator.metrics import BLOCKED
 from scp_testenv import eventually, free_port
-from tests.operator.conftest import running_operator
+from tests.operator.conftest import FAST_ENV, running_operator
 from tests.operator.kube import condition, create, delete, obj, patch
 
 pytestmark = pytest.mark.operator
@@ -87,7 +91,7 @@ async def test_metrics_endpoint_counts_requests_and_outcomes(
     k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = free_port()
-    blocked_before = BLOCKED.labels("Conflict")._value.get()
+    blocked_before = BLOCKED.labels("ServerLocked")._value.get()
     sid = emulator.state.add_server(name="m").id
     locked = emulator.state.add_server(name="ml", locked=True).id
     async with running_operator(monkeypatch, emulator, SCP_OPERATOR_METRICS_PORT=str(port)):
@@ -97,7 +101,7 @@ async def test_metrics_endpoint_counts_requests_and_outcomes(
         await delete(k8s, "ml")
         await eventually(lambda: obj(k8s, "m") is None, what="deleted")
         await eventually(
-            lambda: (condition(k8s, "ml", "Deleting") or {}).get("reason") == "Conflict",
+            lambda: (condition(k8s, "ml", "Deleting") or {}).get("reason") == "ServerLocked",
             what="blocked",
         )
         async with httpx.AsyncClient() as http:
@@ -106,8 +110,8 @@ async def test_metrics_endpoint_counts_requests_and_outcomes(
     assert 'scp_operator_scp_requests_total{account="default",code="409",method="DELETE"}' in text
     assert 'scp_operator_deletions_total{outcome="DeleteAccepted"}' in text
     # the registry is process-wide: other tests' held objects count too, so compare to before
-    assert _value(text, 'scp_operator_blocked_objects{reason="Conflict"}') == blocked_before + 1
-    assert 'scp_operator_retries_total{reason="Conflict"}' in text
+    assert _value(text, 'scp_operator_blocked_objects{reason="ServerLocked"}') == blocked_before + 1
+    assert 'scp_operator_retries_total{reason="ServerLocked"}' in text
     assert 'scp_operator_api_version_info{support="current",version="1.3"} 1.0' in text
     assert "scp_operator_scp_request_duration_seconds_bucket" in text
 
@@ -128,3 +132,97 @@ async def test_a_busy_metrics_port_stops_startup_naming_the_variable(
     failed = [r.getMessage() for r in caplog.records if "failed permanently" in r.getMessage()]
     assert failed
     assert f"SCP_OPERATOR_METRICS_PORT: cannot serve metrics on port {port}" in failed[0]
+
+
+def _duration_count(outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "scp_operator_deletion_duration_seconds_count", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_metrics_show_build_info_deletion_durations_and_the_oldest_hold(
+    k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    accepted_before = _duration_count("DeleteAccepted")
+    sid = emulator.state.add_server(name="t").id
+    locked = emulator.state.add_server(name="tl", locked=True).id
+    async with running_operator(monkeypatch, emulator, SCP_OPERATOR_METRICS_PORT=str(port)):
+        await create(k8s, "t", sid)
+        await create(k8s, "tl", locked)
+        await delete(k8s, "t")
+        await delete(k8s, "tl")
+        await eventually(lambda: obj(k8s, "t") is None, what="deleted")
+        # held, whatever the reason is called (the condition is written after the hold counts)
+        await eventually(lambda: condition(k8s, "tl", "Deleting") is not None, what="held")
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert "scp_operator_build_info{" in text
+    assert 'python_version="' in text
+    # the released object's wait since its deletionTimestamp was observed over HTTP
+    series = 'scp_operator_deletion_duration_seconds_count{outcome="DeleteAccepted"}'
+    assert _value(text, series) == accepted_before + 1
+    # the held object is this operator's oldest hold (a stopped operator's tracker is not shown)
+    assert _value(text, "scp_operator_oldest_blocked_seconds") > 0
+    assert REGISTRY.get_sample_value("scp_operator_oldest_blocked_seconds") == 0.0  # stopped
+
+
+async def test_the_liveness_endpoint_reports_scp_and_credentials(
+    k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/healthz"
+    # the `--liveness` flag of `kopf run`, given to the in-process operator
+    monkeypatch.setattr(kopf, "operator", functools.partial(kopf.operator, liveness_endpoint=url))
+    sid = emulator.state.add_server(name="lv").id
+    async with running_operator(monkeypatch, emulator):
+        await create(k8s, "lv", sid)
+        await delete(k8s, "lv")
+        await eventually(lambda: obj(k8s, "lv") is None, what="deleted")
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(url)
+    assert answer.status_code == 200
+    health = answer.json()
+    assert health["credentials"] == {"state": "loaded", "source": "environment"}
+    assert health["scp"]["state"] == "answered"
+    assert health["scp"]["code"] in {"200", "202", "404"}
+    assert {"at", "ageSeconds"} <= set(health["scp"])
+    assert FAST_ENV["SCP_SECRET_KEY"] not in answer.text
+
+
+async def test_events_are_reported_by_scp_operator(
+    k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = emulator.state.add_server(name="ev", locked=True).id
+    async with running_operator(monkeypatch, emulator):
+        await create(k8s, "ev", locked)
+        await delete(k8s, "ev")
+        await eventually(lambda: bool(_posted_events(k8s)), what="an event posted")
+    for event in _posted_events(k8s):
+        assert event["reportingComponent"] == "scp-operator"
+        assert event["source"]["component"] == "scp-operator"
+
+
+def _posted_events(k8s: Any) -> list[dict[str, Any]]:
+    """Events as the operator sent them (kmock keeps every request, not every event)."""
+    return [
+        request.data
+        for request in list(k8s)
+        if request.method == "POST" and request.url.path.endswith("/events")
+    ]
+
+
+async def test_an_unknown_variable_is_named_once_at_startup(
+    k8s: Any,
+    emulator: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with running_operator(monkeypatch, emulator, SCP_OPERATOR_DRYRUN="true"):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if "Unknown SCP_*" in r.getMessage()]
+    assert warnings == [
+        "Unknown SCP_* environment variable(s), ignored: "
+        "SCP_OPERATOR_DRYRUN (did you mean SCP_OPERATOR_DRY_RUN?)"
+    ]

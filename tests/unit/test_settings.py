@@ -132,3 +132,24 @@ def test_an_account_id_is_stripped_and_an_empty_one_is_allowed(
     assert settings.load().scp.account_id == "0e5a9ad5c1a14c2f8f4a6a7d3b2c1e00"
     monkeypatch.setenv("SCP_ACCOUNT_ID", "")
     assert settings.load().scp.account_id == ""
+
+
+def test_resync_interval_defaults_to_ten_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings.load().operator.resync_interval == 600
+    monkeypatch.setenv("SCP_OPERATOR_RESYNC_INTERVAL", "0")
+    assert settings.load().operator.resync_interval == 0  # off
+
+
+@pytest.mark.parametrize("value", ["30", "86400", "3600.5"])
+def test_resync_interval_accepts_its_bounds(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SCP_OPERATOR_RESYNC_INTERVAL", value)
+    assert settings.load().operator.resync_interval == float(value)
+
+
+@pytest.mark.parametrize("value", ["29", "0.5", "86401", "-1", "often"])
+def test_resync_interval_outside_off_or_30_to_86400_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SCP_OPERATOR_RESYNC_INTERVAL", value)
+    with pytest.raises(settings.SettingsError, match=r"^SCP_OPERATOR_RESYNC_INTERVAL: "):
+        settings.load()

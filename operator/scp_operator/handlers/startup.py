@@ -9,6 +9,8 @@ cleanup hook takes it down again.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 import kopf
@@ -45,6 +47,24 @@ def set_kopf_options(settings: kopf.OperatorSettings) -> None:
     # objects can deadlock Kopf's indexing; SCP traffic is bounded by the operator's own limiter
     # (SCP_OPERATOR_MAX_CONCURRENT_REQUESTS) instead.
     settings.queueing.worker_limit = None
+    # Events say they come from scp-operator (`reportingComponent`, and `source.component`,
+    # the "From" column of `kubectl describe`), not from "kopf": the person reading them should
+    # see which program to look at, and event filters (`--field-selector
+    # reportingComponent=scp-operator`, an alert on Warning events) can single ours out.
+    settings.posting.reporting_component = "scp-operator"
+
+
+def quiet_http_logs() -> None:
+    """Keep httpx's one INFO line per request ("HTTP Request: DELETE ... 202") out of the log
+    unless the operator runs with ``--verbose`` or ``--debug`` (Kopf then sets the root logger
+    to DEBUG, before any startup hook runs).
+
+    The operator already logs every SCP answer that matters, once, with the object it concerns;
+    at INFO, httpx would add a second line for every request, including the periodic account
+    checks and retries of held objects, and drown the lines people need.
+    """
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @kopf.on.startup()
@@ -69,15 +89,20 @@ async def configure(
     startup activities waits for ``started_flag``).
     """
     set_kopf_options(settings)
+    quiet_http_logs()
     try:
         loaded = settings_mod.load()
     except settings_mod.SettingsError as exc:
         raise kopf.PermanentError(f"invalid settings: {exc}") from None
+    unknown = settings_mod.unknown_variables_warning(os.environ)
+    if unknown:  # a misspelt setting is otherwise silently ignored
+        logger.warning(unknown)
     # One active instance: a second one (started by hand, or a second release) waits here,
     # logging which instance holds the Lease, before it touches any object.
     memo.lease = await lease.start(loaded.operator, scope.watched())
     runtime = runtime_mod.build(loaded)
     memo.runtime = runtime
+    metrics.show_oldest_blocked(runtime.blocked)
     memo.account_checks = account_checks.start(runtime)
     try:
         memo.metrics_server = await metrics.start_server(loaded.operator.metrics_port)
@@ -107,6 +132,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()
+    metrics.show_oldest_blocked(None)
     server = memo.get("metrics_server")
     if server is not None:
         await server.cleanup()

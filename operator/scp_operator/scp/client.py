@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,15 @@ logger = logging.getLogger(__name__)
 # Asked on every request: a compressed answer would be inflated before any size cap applies
 # (a few hundred kB of gzip can hold hundreds of MB). Not part of SCP's signature.
 ACCEPT_ENCODING = "identity"
+
+
+@dataclasses.dataclass(frozen=True)
+class LastAnswer:
+    """The last time SCP answered this client, and how: for the operator's health probes, which
+    report it instead of calling SCP themselves (they run every few seconds)."""
+
+    at: float  # wall-clock seconds since the epoch (the client's clock)
+    code: str  # the HTTP status, or "error": no answer (transport failure, timeout)
 
 
 class ScpClient:
@@ -60,6 +70,7 @@ class ScpClient:
         self._language = language
         self._clock = clock
         self._verified: set[str] = set()
+        self.last_answer: LastAnswer | None = None  # None: no request has finished yet
         self._limiter = limiter or RequestLimiter(max_connections)
         # httpx bounds each read, not the whole answer: a server dripping a byte at a time
         # would hold a limiter slot forever. This bounds the whole request.
@@ -188,6 +199,7 @@ class ScpClient:
                     await response.aclose()
         except (httpx.HTTPError, TimeoutError) as exc:
             metrics.SCP_REQUESTS.labels(self.account, "GET", "error").inc()
+            self.last_answer = LastAnswer(self._clock(), "error")
             words = (
                 "SCP did not answer in time"
                 if isinstance(exc, TimeoutError)
@@ -195,6 +207,7 @@ class ScpClient:
             )
             raise ValueError(f"cannot reach {url}: {words}") from None
         metrics.SCP_REQUESTS.labels(self.account, "GET", str(response.status_code)).inc()
+        self.last_answer = LastAnswer(self._clock(), str(response.status_code))
         if response.status_code != 200:
             raise ValueError(f"{url} answered {response.status_code}")
         try:
@@ -274,13 +287,16 @@ class ScpClient:
                     metrics.SCP_IN_FLIGHT.dec()
         except httpx.HTTPError as exc:
             metrics.SCP_REQUESTS.labels(self.account, method, "error").inc()
+            self.last_answer = LastAnswer(self._clock(), "error")
             return Outcome(Verdict.UNAVAILABLE, None, answers.transport_words(exc))
         except TimeoutError:
             metrics.SCP_REQUESTS.labels(self.account, method, "error").inc()
+            self.last_answer = LastAnswer(self._clock(), "error")
             return Outcome(Verdict.UNAVAILABLE, None, "SCP did not answer in time")
         finally:
             metrics.SCP_LATENCY.labels(self.account, method).observe(time.monotonic() - started)
         metrics.SCP_REQUESTS.labels(self.account, method, str(response.status_code)).inc()
+        self.last_answer = LastAnswer(self._clock(), str(response.status_code))
         outcome = _to_outcome(method, response, content, note)
         logger.debug("SCP %s %s -> %s", method, url, outcome.describe())
         return outcome
