@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv test test-unit test-operator test-e2e lint controlplane sandbox bench bench-smoke clean
+.PHONY: venv test test-unit test-operator test-e2e lint controlplane tools sandbox bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: venv
 	PYTHONPATH=operator $(VENV)/bin/lint-imports  # contracts: [tool.importlinter]
 
 # The whole suite: lint, then every tier (unit, operator, e2e) in one pytest run.
-test: venv controlplane lint
+test: venv controlplane tools lint
 	$(VENV)/bin/pytest tests
 
 test-unit: venv
@@ -36,6 +36,12 @@ test-operator: venv
 # Build (first time only; cached per version set) kube-apiserver, etcd, kubectl and helm.
 controlplane:
 	bash tools/controlplane/build.sh
+
+# Build (first time only; cached per version) the other test tools: promtool, for the chart's
+# alert rules (tests/packaging/test_prometheus_rules.py), and the Lua test runner.
+tools:
+	bash tools/promtool/build.sh
+	if [ -f tools/luatest/build.sh ]; then bash tools/luatest/build.sh; fi
 
 test-e2e: venv controlplane
 	$(VENV)/bin/pytest -m e2e tests

@@ -80,6 +80,24 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"create": False, "name": "platform-robot"},
         "rbac": {"create": False},
     },
+    "day-2": {
+        "grafanaDashboard": {
+            "enabled": True,
+            "namespace": "team-c",
+            "labels": {"grafana_dashboard": "1", "team": "platform"},
+            "annotations": {"grafana_folder": "Platform"},
+        },
+        "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca", "optional": True}}],
+        "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+        "startupProbe": {
+            "initialDelaySeconds": 5,
+            "periodSeconds": 15,
+            "timeoutSeconds": 3,
+            "failureThreshold": 80,
+        },
+        "operator": {"resyncInterval": 300},
+        "rbac": {"aggregatedRoles": False},
+    },
     "everything-set": {
         "image": {
             "repository": "registry.example.com:5000/platform/scp-operator",

@@ -34,6 +34,10 @@ from tests.chart_support import (
 )
 from tests.conftest import REPO
 
+#: The operator's own ClusterRole (release "scp"); the chart also renders the user roles
+#: <fullname>-view and <fullname>-edit (rbac.aggregatedRoles).
+OPERATOR_ROLE = "scp-scp-operator"
+
 
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> HelmFn:
@@ -168,7 +172,7 @@ def test_rbac_follows_watch_namespaces(helm: HelmFn, tmp_path: Path) -> None:
         if m["kind"] in ("Role", "RoleBinding") and not m["metadata"]["name"].endswith("-lease")
     ]
     assert namespaced_kinds == []
-    cluster_rules = granted(find(cluster, "ClusterRole")["rules"])
+    cluster_rules = granted(find(cluster, "ClusterRole", OPERATOR_ROLE)["rules"])
     assert ("virtualserver.scp.dev", "virtualservers", "patch") in cluster_rules
 
     namespaced = render(helm, values_file(tmp_path, "n", {"watchNamespaces": ["team-a", "team-b"]}))
@@ -184,7 +188,7 @@ def test_rbac_follows_watch_namespaces(helm: HelmFn, tmp_path: Path) -> None:
         "team-a",
         "team-b",
     ]
-    cluster_only = granted(find(namespaced, "ClusterRole")["rules"])
+    cluster_only = granted(find(namespaced, "ClusterRole", OPERATOR_ROLE)["rules"])
     assert {resource for _, resource, _ in cluster_only} == {
         "customresourcedefinitions",
         "namespaces",
@@ -240,8 +244,12 @@ def test_install_doc_lists_exactly_the_granted_permissions(helm: HelmFn, tmp_pat
     documented = _documented_permissions()
     cluster = render(helm, values_file(tmp_path, "c", ACCOUNTS))
     namespaced = render(helm, values_file(tmp_path, "n", {"watchNamespaces": ["team-a"]}))
-    assert documented["cluster/ClusterRole"] == granted(find(cluster, "ClusterRole")["rules"])
-    assert documented["namespaced/ClusterRole"] == granted(find(namespaced, "ClusterRole")["rules"])
+    assert documented["cluster/ClusterRole"] == granted(
+        find(cluster, "ClusterRole", OPERATOR_ROLE)["rules"]
+    )
+    assert documented["namespaced/ClusterRole"] == granted(
+        find(namespaced, "ClusterRole", OPERATOR_ROLE)["rules"]
+    )
     assert documented["namespaced/Role"] == granted(
         find(namespaced, "Role", "scp-scp-operator")["rules"]
     )
@@ -363,7 +371,7 @@ def test_accounts_render_scpaccounts_and_a_role_per_secret(helm: HelmFn, tmp_pat
             {"kind": "ServiceAccount", "name": "scp-scp-operator", "namespace": "scp-system"}
         ]
     # The operator's ClusterRole still grants no Secret anywhere.
-    cluster_rules = granted(find(manifests, "ClusterRole")["rules"])
+    cluster_rules = granted(find(manifests, "ClusterRole", OPERATOR_ROLE)["rules"])
     assert {r for _, r, _ in cluster_rules} & {"secrets"} == set()
 
     # rbac.create=false: the accounts, but no Role (your own RBAC must grant the Secrets).
@@ -582,6 +590,34 @@ def test_admission_policies_need_kubernetes_1_30(helm: HelmFn, tmp_path: Path) -
             'accounts: the account name "a" is used twice',
         ),
         ({"accountSecrets": [{"namespace": "vault"}]}, "missing property 'name'"),
+        ({"prometheusRule": {"enabled": "yes"}}, "at '/prometheusRule/enabled': got string"),
+        ({"prometheusRule": {"blockedSeconds": "30m"}}, "at '/prometheusRule/blockedSeconds'"),
+        ({"prometheusRule": {"scpErrorRatio": 20}}, "at '/prometheusRule/scpErrorRatio': maximum"),
+        ({"prometheusRule": {"treshold": 1}}, "additional properties 'treshold' not allowed"),
+        ({"prometheusRule": {"alertLabels": {"team": 1}}}, "at '/prometheusRule/alertLabels/team'"),
+        ({"grafanaDashboard": {"enabled": 1}}, "at '/grafanaDashboard/enabled': got number"),
+        ({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}, "grafana_dashboard"),
+        ({"rbac": {"aggregatedRoles": "true"}}, "at '/rbac/aggregatedRoles': got string"),
+        ({"startupProbe": {"failureThreshold": 0}}, "at '/startupProbe/failureThreshold': minimum"),
+        (
+            {"startupProbe": {"httpGet": {"path": "/"}}},
+            "additional properties 'httpGet' not allowed",
+        ),
+        ({"operator": {"resyncInterval": "10m"}}, "at '/operator/resyncInterval': got string"),
+        ({"operator": {"resyncInterval": 10}}, "at '/operator/resyncInterval'"),
+        ({"operator": {"resyncInterval": 90000}}, "at '/operator/resyncInterval': maximum"),
+        ({"extraVolumes": {"name": "x"}}, "at '/extraVolumes': got object, want array"),
+        ({"extraVolumes": [{"emptyDir": {}}]}, "missing property 'name'"),
+        ({"extraVolumeMounts": [{"name": "x"}]}, "missing property 'mountPath'"),
+        ({"extraVolumeMounts": [{"name": "x", "mountPath": "rel"}]}, "at '/extraVolumeMounts/0/"),
+        (
+            {"extraVolumes": [{"name": "tmp", "emptyDir": {}}]},
+            "extraVolumes: the volume name tmp is the chart's own",
+        ),
+        (
+            {"extraVolumeMounts": [{"name": "x", "mountPath": "/var/run/secrets/scp/"}]},
+            "extraVolumeMounts: /var/run/secrets/scp/ is mounted by the chart",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else json.dumps(v, sort_keys=True)[:60],
 )
@@ -608,3 +644,129 @@ def test_notes_say_what_to_do_next(helm: HelmFn, tmp_path: Path) -> None:
     assert " ".join(expected.split()) in " ".join(notes.split())
     assert "helm uninstall --no-hooks" in notes
     assert "deletionPolicy: Orphan" in notes
+
+
+# ---- day 2: user roles, startup probe, extra volumes, resync -------------------------------
+
+#: Kubernetes' aggregation labels (the built-in view, edit and admin ClusterRoles select them).
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def _aggregated_into(role: dict[str, Any]) -> set[str]:
+    labels = role["metadata"]["labels"]
+    return {k.removeprefix(AGGREGATE) for k, v in labels.items() if k.startswith(AGGREGATE)}
+
+
+def test_user_roles_aggregate_into_view_edit_and_admin(helm: HelmFn, tmp_path: Path) -> None:
+    manifests = render(helm, values_file(tmp_path, "d", {}))
+    view = find(manifests, "ClusterRole", "scp-scp-operator-view")
+    edit = find(manifests, "ClusterRole", "scp-scp-operator-edit")
+    for role in (view, edit):
+        assert all(v == "true" for k, v in role["metadata"]["labels"].items() if AGGREGATE in k)
+    assert _aggregated_into(view) == {"view", "edit", "admin"}
+    assert _aggregated_into(edit) == {"edit", "admin"}
+    group = constants.GROUP
+    assert granted(view["rules"]) == {
+        (group, resource, verb)
+        for resource in (constants.PLURAL, "scpaccounts")
+        for verb in ("get", "list", "watch")
+    }
+    # ScpAccounts are never writable through edit/admin, nor is any status.
+    assert granted(edit["rules"]) == {
+        (group, constants.PLURAL, verb)
+        for verb in ("create", "update", "patch", "delete", "deletecollection")
+    }
+    # Bound to nobody by the chart: only through the built-in roles.
+    bound = {
+        m["roleRef"]["name"]
+        for m in manifests
+        if m["kind"] in ("ClusterRoleBinding", "RoleBinding")
+    }
+    assert bound.isdisjoint({"scp-scp-operator-view", "scp-scp-operator-edit"})
+
+
+@pytest.mark.parametrize(
+    "rbac", [{"aggregatedRoles": False}, {"create": False, "aggregatedRoles": True}]
+)
+def test_user_roles_can_be_left_out(helm: HelmFn, tmp_path: Path, rbac: dict[str, bool]) -> None:
+    values: dict[str, Any] = {"rbac": rbac}
+    if rbac.get("create") is False:
+        values["serviceAccount"] = {"create": False, "name": "robot"}
+    manifests = render(helm, values_file(tmp_path, "off", values))
+    names = _kinds(manifests, "ClusterRole")
+    assert "scp-scp-operator-view" not in names
+    assert "scp-scp-operator-edit" not in names
+    assert [m for m in manifests if AGGREGATE in json.dumps(m)] == []
+
+
+def _container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = find(manifests, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = container
+    return result
+
+
+def test_startup_probe_gives_a_long_start_ten_minutes_on_the_liveness_endpoint(
+    helm: HelmFn, tmp_path: Path
+) -> None:
+    container = _container(render(helm, values_file(tmp_path, "d", {})))
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == container["livenessProbe"]["httpGet"]
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= 600
+    assert "enabled" not in startup  # the switch is not a probe field
+
+    values = {"startupProbe": {"periodSeconds": 5, "failureThreshold": 240}, "healthPort": 8081}
+    container = _container(render(helm, values_file(tmp_path, "t", values)))
+    assert (
+        container["startupProbe"]["periodSeconds"],
+        container["startupProbe"]["failureThreshold"],
+    ) == (
+        5,
+        240,
+    )
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    off = _container(render(helm, values_file(tmp_path, "o", {"startupProbe": {"enabled": False}})))
+    assert "startupProbe" not in off
+    assert off["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_extra_volumes_are_mounted_next_to_the_charts_own(helm: HelmFn, tmp_path: Path) -> None:
+    default = find(render(helm, values_file(tmp_path, "d", {})), "Deployment")
+    default_volumes = [v["name"] for v in default["spec"]["template"]["spec"]["volumes"]]
+    assert default_volumes == ["scp-credentials", "tmp"]
+    values: dict[str, list[dict[str, Any]]] = {
+        "extraVolumes": [
+            {"name": "corp-ca", "configMap": {"name": "corp-ca"}},
+            {"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}},
+        ],
+        "extraVolumeMounts": [
+            {"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True},
+            {"name": "token", "mountPath": "/var/run/secrets/tokens"},
+        ],
+    }
+    manifests = render(helm, values_file(tmp_path, "x", values))
+    pod = find(manifests, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert list(volumes) == ["scp-credentials", "tmp", "corp-ca", "token"]
+    assert volumes["corp-ca"] == values["extraVolumes"][0]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert [m["mountPath"] for m in mounts] == [
+        "/var/run/secrets/scp",
+        "/tmp",  # noqa: S108 (the pod's /tmp)
+        "/etc/corp-ca",
+        "/var/run/secrets/tokens",
+    ]
+    assert mounts[2] == values["extraVolumeMounts"][0]
+
+
+def test_resync_interval_reaches_the_operator(helm: HelmFn, tmp_path: Path) -> None:
+    config = find(render(helm, values_file(tmp_path, "d", {})), "ConfigMap")["data"]
+    assert config["SCP_OPERATOR_RESYNC_INTERVAL"] == "600"
+    off = render(helm, values_file(tmp_path, "off", {"operator": {"resyncInterval": 0}}))
+    assert find(off, "ConfigMap")["data"]["SCP_OPERATOR_RESYNC_INTERVAL"] == "0"
+    values = {"operator": {"resyncInterval": 120}}
+    manifests = render(helm, values_file(tmp_path, "r", values))
+    assert (
+        find(manifests, "ConfigMap", "scp-scp-operator")["data"]["SCP_OPERATOR_RESYNC_INTERVAL"]
+        == "120"
+    )
