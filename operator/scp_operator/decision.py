@@ -66,6 +66,10 @@ class Situation:
     sharers_error: str | None = None  # the API server could not be asked who else names it
     gone_doubt: Doubt | None = None  # a 404 that is not evidence (other endpoint or account)
     outcome: Outcome | None = None  # SCP's answer in this attempt; None: no call made yet
+    # What SCP last said about the server, to say which blocker a 409 is: locked (None: not
+    # known), and whether an Auto-Scaling Group created it (its LB server group does not block)
+    server_locked: bool | None = None
+    auto_scaling: bool = False
     attempt: int = 0  # Kopf's retry count for the delete handler
     jitter: float = 0.5  # in [0, 1), drawn by the caller
     confirm: bool = False  # confirm mode: keep the finalizer after 202 until GET says 404
@@ -96,6 +100,16 @@ CONFLICT_CAUSES = (
     "SCP refuses to delete a server while it is locked, or while File Storage, an LB server "
     "group (unless created by an Auto-Scaling Group) or a Backup is connected"
 )
+
+
+def attached_causes(auto_scaling: bool) -> str:
+    """SCP's documented reasons besides a lock, in words (scp-api.md: the seed's 409 list)."""
+    found = ["File Storage", "an LB server group", "a Backup"]
+    if auto_scaling:  # an Auto-Scaling Group's LB server group does not block its servers
+        found.remove("an LB server group")
+    return ", ".join(found[:-1]) + " or " + found[-1] if len(found) > 1 else found[0]
+
+
 ORPHAN_HINT = "set spec.deletionPolicy: Orphan to let the object go and keep the server"
 
 
@@ -249,13 +263,7 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 delay=Schedule(s.timing.confirm_poll, s.timing.fast.cap).delay(s.attempt, s.jitter),
             )
         case Verdict.CONFLICT:
-            return _hold(
-                s,
-                "Conflict",
-                f"SCP refused to delete server {sid} ({said}). "
-                f"{CONFLICT_CAUSES}; fix that in SCP, or {ORPHAN_HINT}",
-                s.timing.fast,
-            )
+            return _conflict(s, said)
         case Verdict.UNAUTHORIZED:
             clock = "timestamp" in (o.detail or "").lower()
             cause = (
@@ -304,6 +312,37 @@ def _after_answer(s: Situation, o: Outcome) -> Decision:
                 "may still exist, so the object is kept",
                 s.timing.slow,
             )
+
+
+def _conflict(s: Situation, said: str) -> Decision:
+    """409: say which blocker it is, from what SCP said about the server (SCP's 409 body does
+    not: "Cannot terminate due to associated resources")."""
+    sid = s.server_id
+    if s.server_locked:
+        return _hold(
+            s,
+            "ServerLocked",
+            f"SCP refused to delete server {sid} ({said}): the server is locked in SCP. Unlock "
+            f"it (SCP console, or POST /v1/servers/{sid}/unlock) and the deletion goes on, "
+            f"or {ORPHAN_HINT}",
+            s.timing.fast,
+        )
+    if s.server_locked is False:
+        return _hold(
+            s,
+            "Conflict",
+            f"SCP refused to delete server {sid} ({said}). The server is not locked, so "
+            f"something is connected to it: {attached_causes(s.auto_scaling)}. Disconnect it "
+            f"in SCP and the deletion goes on, or {ORPHAN_HINT}",
+            s.timing.fast,
+        )
+    return _hold(
+        s,
+        "Conflict",
+        f"SCP refused to delete server {sid} ({said}). "
+        f"{CONFLICT_CAUSES}; fix that in SCP, or {ORPHAN_HINT}",
+        s.timing.fast,
+    )
 
 
 def _hold(

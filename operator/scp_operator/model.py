@@ -53,6 +53,14 @@ class VirtualServerSpec(_Camel):
         return value.lower()
 
 
+class VolumeObservation(_Camel):
+    """One block storage volume of the server, as SCP listed it."""
+
+    id: str
+    # None: SCP did not say (reported as possibly kept after a deletion)
+    delete_on_termination: bool | None = Field(default=None, alias="deleteOnTermination")
+
+
 class ServerObservation(_Camel):
     """What SCP last said about the server (``GET /v1/servers/{id}``), and where it said it.
 
@@ -65,6 +73,9 @@ class ServerObservation(_Camel):
     locked: bool | None = None
     endpoint: str | None = None
     account_id: str | None = Field(default=None, alias="accountId")
+    # Which volumes SCP terminates with the server: after SCP accepts a deletion, the ones it
+    # keeps are named in a VolumesRetained event (they are still billed). None: not read.
+    volumes: list[VolumeObservation] | None = None
 
 
 class Condition(_Camel):

@@ -19,9 +19,10 @@ from collections.abc import Iterable
 import kopf
 from pydantic import ValidationError
 
-from scp_operator import conditions, events
+from scp_operator import conditions, events, volumes
 from scp_operator.decision import Action, Decision
 from scp_operator.model import DeletionProgress, ServerObservation, VirtualServerStatus, dump
+from scp_operator.runtime import Runtime
 from scp_operator.scp.outcomes import Outcome, Verdict
 
 
@@ -35,6 +36,32 @@ class Subject:
     patch: kopf.Patch
     memo: kopf.Memo  # Kopf's per-object memo: remembers the last event posted
     repeat_interval: float  # SCP_OPERATOR_EVENT_REPEAT_INTERVAL
+
+
+def subject(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    runtime: Runtime,
+) -> Subject:
+    """The :class:`Subject` a handler writes to, with the operator's event repeat interval."""
+    interval = runtime.settings.operator.event_repeat_interval
+    return Subject(body, meta, status, patch, memo, interval)
+
+
+def retained_volumes(subject: Subject, server_id: str) -> None:
+    """After SCP accepted a deletion: post which volumes outlive the server (if any may)."""
+    seen = subject.status.get("server") or {}
+    try:
+        stored = ServerObservation.model_validate(seen)
+    except ValidationError:
+        stored = ServerObservation()
+    said = volumes.report(server_id, stored.volumes)
+    if said is not None:
+        reason, message = said
+        _event(subject, warning=True, reason=reason, message=message)
 
 
 def write(patch: kopf.Patch, update: VirtualServerStatus, *, remove: Iterable[str] = ()) -> None:

@@ -148,7 +148,7 @@ def test_deleting_the_crd_deletes_no_server_and_the_operator_carries_on(
 ) -> None:
     servers = fleet(cluster, emu)
     cluster.delete("stuck")  # already terminating, blocked by a lock, when the CRD goes
-    wait_for(lambda: cluster.reason("stuck") == "Conflict", what="stuck is blocked")
+    wait_for(lambda: cluster.reason("stuck") == "ServerLocked", what="stuck is blocked")
     before = emu.requests(method="DELETE")
     assert [c["status"] for c in before] == [409]
 
@@ -208,7 +208,7 @@ def test_the_crd_cascade_does_not_wait_for_a_blocked_objects_backoff(
     cluster.create_vs("stuck", sid)
     wait_for(lambda: cluster.has_finalizer("stuck"), what="finalizer")
     cluster.delete("stuck")
-    wait_for(lambda: cluster.reason("stuck") == "Conflict", what="blocked, next try in 5-10 min")
+    wait_for(lambda: cluster.reason("stuck") == "ServerLocked", what="held, next try in 5-10 min")
     plane.kubectl("delete", "crd", constants.CRD_NAME, "--wait=false")
     wait_for(lambda: gone(cluster, "stuck"), within=15, what="released by the cascade")
     assert "stuck" in cascade_events(cluster)

@@ -45,12 +45,12 @@ def healthy(operator: OperatorProcess) -> None:
 
 
 def blocked(cluster: Cluster, emulator: ThreadedEmulator, name: str) -> str:
-    """A VirtualServer whose deletion is held by a locked server (409 Conflict)."""
+    """A VirtualServer whose deletion is held by a locked server (409, reason ServerLocked)."""
     sid = str(emulator.seed(name=name, locked=True)["id"])
     cluster.create_vs(name, sid)
     wait_for(lambda: cluster.has_finalizer(name), what=f"{name} finalizer")
     cluster.delete(name)
-    wait_for(lambda: cluster.reason(name) == "Conflict", what=f"{name} blocked")
+    wait_for(lambda: cluster.reason(name) == "ServerLocked", what=f"{name} blocked")
     return sid
 
 
@@ -250,7 +250,7 @@ def test_status_overwritten_by_hand_is_rewritten_and_never_taken_for_truth(
     )
     if status is not None:
         assert cluster.reason("rewritten") == "AllFine"
-    wait_for(lambda: cluster.reason("rewritten") == "Conflict", what="Deleting rewritten")
+    wait_for(lambda: cluster.reason("rewritten") == "ServerLocked", what="Deleting rewritten")
     cond = cluster.condition("rewritten", "Deleting")
     assert cond is not None
     assert cond["status"] == "True"

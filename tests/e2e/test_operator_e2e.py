@@ -62,7 +62,10 @@ def test_kubectl_explain_and_printer_columns(cluster: Cluster, control_plane: Co
     assert "Orphan" in out
     cluster.create_vs("cols", SID)
     table = control_plane.kubectl("get", "scpvs", "-n", cluster.ns).stdout
-    assert table.split("\n")[0].split() == ["NAME", "SERVER-ID", "POLICY", "STATE", "REASON", "AGE"]
+    header = ["NAME", "SERVER-ID", "POLICY", "STATE", "READY", "REASON", "AGE"]
+    assert table.split("\n")[0].split() == header
+    wide = control_plane.kubectl("get", "scpvs", "-n", cluster.ns, "-o", "wide").stdout
+    assert wide.split("\n")[0].split() == [*header, "MESSAGE"]
     assert "scpvs" in control_plane.kubectl("api-resources", "--categories=scp").stdout
 
 
@@ -95,14 +98,14 @@ def test_409_keeps_it_terminating_and_says_why_until_unlocked(
     cluster.create_vs("locked", sid)
     wait_for(lambda: cluster.has_finalizer("locked"), what="finalizer")
     cluster.delete("locked")
-    wait_for(lambda: cluster.reason("locked") == "Conflict", what="Conflict condition")
+    wait_for(lambda: cluster.reason("locked") == "ServerLocked", what="ServerLocked condition")
     cond = cluster.condition("locked", "Deleting")
     assert cond is not None
     assert "locked" in cond["message"]
     obj = cluster.get("locked")
     assert obj is not None
     assert obj["metadata"].get("deletionTimestamp")
-    warnings = [e for e in cluster.events("locked") if e["reason"] == "Conflict"]
+    warnings = [e for e in cluster.events("locked") if e["reason"] == "ServerLocked"]
     assert warnings
     assert warnings[0]["type"] == "Warning"
     assert "locked" in warnings[0]["message"]
@@ -160,7 +163,7 @@ def test_orphan_patched_onto_a_terminating_object_releases_it_without_a_call(
     cluster.create_vs("stuck", sid)
     wait_for(lambda: cluster.has_finalizer("stuck"), what="finalizer")
     cluster.delete("stuck")
-    wait_for(lambda: cluster.reason("stuck") == "Conflict", what="Conflict")
+    wait_for(lambda: cluster.reason("stuck") == "ServerLocked", what="ServerLocked")
     assert len(deletes(emulator, sid)) == 1
     control_plane.kubectl(
         "patch",

@@ -104,26 +104,23 @@ async def test_get_returns_the_flat_server_object(
 @pytest.mark.parametrize(
     ("flags", "cause"),
     [
-        ({"locked": True}, "Cannot terminate a locked server"),
-        ({"file_storage": True}, "Cannot terminate due to associated resources: file storage"),
-        (
-            {"lb_server_group": True},
-            "Cannot terminate due to associated resources: LB server group",
-        ),
-        ({"backup": True}, "Cannot terminate due to associated resources: backup"),
-        (
-            {"file_storage": True, "backup": True},
-            "Cannot terminate due to associated resources: file storage, backup",
-        ),
+        ({"locked": True}, ["lock"]),
+        ({"file_storage": True}, ["file storage"]),
+        ({"lb_server_group": True}, ["LB server group"]),
+        ({"backup": True}, ["backup"]),
+        ({"file_storage": True, "backup": True}, ["file storage", "backup"]),
     ],
 )
-async def test_delete_is_refused_with_409_naming_the_blocker(
-    emulator: EmulatorServer, scp: ScpTestClient, flags: dict[str, Any], cause: str
+async def test_delete_is_refused_with_409_in_scps_words_and_the_admin_view_names_the_blocker(
+    emulator: EmulatorServer, scp: ScpTestClient, flags: dict[str, Any], cause: list[str]
 ) -> None:
     server = emulator.state.add_server(**flags)
     response = await scp.delete(f"/v1/servers/{server.id}")
     assert response.status_code == 409
-    assert detail(response) == cause
+    # SCP names no cause: a client must read the server (locked) to tell a lock apart
+    assert detail(response) == "Cannot terminate due to associated resources"
+    assert server.admin_view()["blockers"] == cause
+    assert (await scp.get(f"/v1/servers/{server.id}")).json()["locked"] is ("lock" in cause)
     assert emulator.state.get_server(server.id) is not None
     assert (await scp.get(f"/v1/servers/{server.id}")).json()["state"] == "ACTIVE"
 

@@ -30,7 +30,8 @@ def reasons(posted: list[dict[str, Any]], name: str) -> list[str]:
 async def test_202_deletes_the_server_and_releases_the_object(
     k8s: Any, emulator: EmulatorServer, operator: Operator, posted: list[dict[str, Any]]
 ) -> None:
-    sid = emulator.state.add_server(name="web-1").id
+    server = emulator.state.add_server(name="web-1")
+    sid = server.id
     await create(k8s, "web-1", sid)
     await eventually(lambda: condition(k8s, "web-1", "Ready"), what="Ready condition")
     assert obj(k8s, "web-1")["status"]["server"] == {  # type: ignore[index]
@@ -39,6 +40,7 @@ async def test_202_deletes_the_server_and_releases_the_object(
         "locked": False,
         "endpoint": emulator.url.rstrip("/"),  # where it was seen: a later 404 must come from here
         "accountId": emulator.state.add_server.__self__.default_account_id(),  # type: ignore[attr-defined]
+        "volumes": [{"id": server.volumes[0].id, "deleteOnTermination": True}],
     }
     await delete(k8s, "web-1")
     await eventually(lambda: obj(k8s, "web-1") is None, what="object gone")
@@ -69,11 +71,14 @@ async def test_409_holds_with_a_reason_until_unlocked_then_completes(
     await create(k8s, "locked", sid)
     await delete(k8s, "locked")
     cond = await eventually(lambda: condition(k8s, "locked", "Deleting"), what="Deleting")
-    assert cond["reason"] == "Conflict"
-    assert "locked" in cond["message"]
+    # SCP's 409 names no cause; the operator read the server and says it is the lock
+    assert cond["reason"] == "ServerLocked"
+    assert f"POST /v1/servers/{sid}/unlock" in cond["message"]
+    assert "File Storage" not in cond["message"]
     await eventually(lambda: len(deletes(emulator, sid)) >= 2, what="a retry")
     assert obj(k8s, "locked") is not None
-    warning = [e for e in posted if e["name"] == "locked" and e["reason"] == "Conflict"]
+    assert obj(k8s, "locked")["status"]["server"]["locked"] is True  # type: ignore[index]
+    warning = [e for e in posted if e["name"] == "locked" and e["reason"] == "ServerLocked"]
     assert [e["type"] for e in warning] == ["Warning"]  # repeated 409s do not repeat it
     assert obj(k8s, "locked")["status"]["deletion"]["lastHttpStatus"] == 409  # type: ignore[index]
     emulator.state.update_server(sid, locked=False)
@@ -82,7 +87,7 @@ async def test_409_holds_with_a_reason_until_unlocked_then_completes(
 
 
 @pytest.mark.parametrize("blocker", ["file_storage", "lb_server_group", "backup"])
-async def test_409_for_attached_resources_names_them(
+async def test_409_for_attached_resources_names_what_remains_when_not_locked(
     k8s: Any, emulator: EmulatorServer, operator: Operator, blocker: str
 ) -> None:
     sid = emulator.state.add_server(name="attached", **{blocker: True}).id
@@ -90,12 +95,10 @@ async def test_409_for_attached_resources_names_them(
     await delete(k8s, "attached")
     cond = await eventually(lambda: condition(k8s, "attached", "Deleting"), what="Deleting")
     assert cond["reason"] == "Conflict"
-    words = {
-        "file_storage": "file storage",
-        "lb_server_group": "LB server group",
-        "backup": "backup",
-    }[blocker]
-    assert words.lower() in cond["message"].lower()
+    # SCP's 409 does not say which; the server is not locked, so the rest are named
+    assert "The server is not locked" in cond["message"]
+    for cause in ("File Storage", "LB server group", "Backup"):
+        assert cause in cond["message"]
     assert obj(k8s, "attached") is not None
 
 
@@ -154,8 +157,8 @@ async def test_orphan_set_on_a_terminating_object_releases_it_without_a_call(
         await create(k8s, "stuck", sid)
         await delete(k8s, "stuck")
         await eventually(
-            lambda: (condition(k8s, "stuck", "Deleting") or {}).get("reason") == "Conflict",
-            what="Conflict",
+            lambda: (condition(k8s, "stuck", "Deleting") or {}).get("reason") == "ServerLocked",
+            what="ServerLocked",
         )
         calls_before = len(deletes(emulator, sid))
         await patch(k8s, "stuck", {"spec": {"deletionPolicy": "Orphan"}})

@@ -111,6 +111,40 @@ def test_row_404_releases() -> None:
     assert (d.action, d.reason) == (Action.RELEASE, "ServerGone")
 
 
+def test_row_409_on_a_locked_server_says_it_is_the_lock_and_how_to_unlock() -> None:
+    s = dataclasses.replace(
+        answered(Verdict.CONFLICT, 409, detail="Cannot terminate due to associated resources"),
+        server_locked=True,
+    )
+    d = decide(s)
+    assert (d.action, d.reason, d.warning) == (Action.HOLD, "ServerLocked", True)
+    assert f"POST /v1/servers/{SID}/unlock" in d.message
+    assert "Orphan" in d.message
+    assert "File Storage" not in d.message  # not a guess list when the cause is known
+    assert d.delay is not None
+    assert 2.5 <= d.delay <= 5  # the fast schedule: unlocking is quick
+
+
+@pytest.mark.parametrize(
+    ("auto_scaling", "named", "not_named"),
+    [
+        (False, ["File Storage", "an LB server group", "a Backup"], []),
+        (True, ["File Storage", "a Backup"], ["LB server group"]),
+    ],
+)
+def test_row_409_on_an_unlocked_server_names_what_remains(
+    auto_scaling: bool, named: list[str], not_named: list[str]
+) -> None:
+    s = dataclasses.replace(
+        answered(Verdict.CONFLICT, 409), server_locked=False, auto_scaling=auto_scaling
+    )
+    d = decide(s)
+    assert (d.action, d.reason) == (Action.HOLD, "Conflict")
+    assert "not locked" in d.message
+    assert all(cause in d.message for cause in named)
+    assert not any(cause in d.message for cause in not_named)
+
+
 def test_row_409_holds_with_fast_backoff_and_names_the_causes() -> None:
     d = decide(answered(Verdict.CONFLICT, 409, detail="Server is locked"))
     assert (d.action, d.reason, d.warning) == (Action.HOLD, "Conflict", True)

@@ -60,7 +60,9 @@ def test_names_match_the_design(crd: dict[str, Any]) -> None:
     assert version["name"] == constants.VERSION
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Server-ID", "Policy", "State", "Reason", "Age"]
+    assert columns == ["Server-ID", "Policy", "State", "Ready", "Reason", "Age", "Message"]
+    wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority", 0) > 0]
+    assert wide == ["Message"]  # only with -o wide: messages are long
 
 
 @pytest.mark.parametrize(

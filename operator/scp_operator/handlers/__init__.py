@@ -4,10 +4,12 @@ Importing this package imports each handler module, which registers its handlers
 
 - :mod:`.startup`: every Kopf option with its reason, the settings, the Lease, the runtime
   (startup and cleanup hooks);
-- :mod:`.virtualservers`: observe a server, the Orphan fast path, delete a server
+- :mod:`.observation`: read a server for ``Ready`` at creation and every resync interval;
+- :mod:`.virtualservers`: the Orphan fast path, delete a server
   (with :mod:`.facts`, the reads each deletion decision rests on);
 - :mod:`.crd`: the CRD cascade;
-- :mod:`.accounts`: an ScpAccount changed.
+- :mod:`.accounts`: an ScpAccount changed;
+- :mod:`.probes`: what the liveness endpoint reports (SCP's last answer, the keys' state).
 
 Status and events are written by :mod:`scp_operator.reporting`, decisions made by
 :mod:`scp_operator.decision`; nothing here decides or writes by itself.
@@ -15,10 +17,11 @@ Status and events are written by :mod:`scp_operator.reporting`, decisions made b
 
 from scp_operator.handlers.accounts import on_account_change
 from scp_operator.handlers.crd import release_on_crd_deletion
+from scp_operator.handlers.observation import observe, resync
+from scp_operator.handlers.probes import credentials_probe, scp_probe
 from scp_operator.handlers.startup import close, configure
 from scp_operator.handlers.virtualservers import (
     delete_server,
-    observe,
     release_orphans,
     remove_finalizer_if_orphan,
 )
@@ -26,10 +29,13 @@ from scp_operator.handlers.virtualservers import (
 __all__ = [
     "close",
     "configure",
+    "credentials_probe",
     "delete_server",
     "observe",
     "on_account_change",
     "release_on_crd_deletion",
     "release_orphans",
     "remove_finalizer_if_orphan",
+    "resync",
+    "scp_probe",
 ]

@@ -4,8 +4,9 @@ Why a module of its own: it keeps the delete handler a plain sequence of "decide
 again". Here are the reads behind each decision: the spec, policy, protection annotation and the
 object's account before any SCP call (:func:`gather`); the other objects naming the server,
 right before a DELETE (:func:`sharers`); whether a 404 counts, right after one
-(:func:`gone_doubt`). The rules that judge these facts are pure and live elsewhere
-(:mod:`scp_operator.evidence`, :mod:`scp_operator.decision`).
+(:func:`gone_doubt`); which blocker a 409 is, right after one (:func:`blocker`). The rules that
+judge these facts are pure and live elsewhere (:mod:`scp_operator.evidence`,
+:mod:`scp_operator.decision`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from scp_operator.decision import Doubt, Situation
 from scp_operator.directory import Refusal, Target
 from scp_operator.evidence import Where, blocking_sharers
 from scp_operator.kube import KubeReadError
-from scp_operator.model import DeletionPolicy, VirtualServerSpec, protection
+from scp_operator.model import (
+    DeletionPolicy,
+    ServerObservation,
+    VirtualServerSpec,
+    VolumeObservation,
+    protection,
+)
 from scp_operator.runtime import Runtime
+from scp_operator.scp.answers import created_by_auto_scaling, describe_body, describe_volumes
 from scp_operator.scp.endpoints import EndpointError
 from scp_operator.scp.outcomes import Verdict
 
@@ -154,3 +162,51 @@ async def gone_doubt(
                 if isinstance(s, dict) and s.get("account_id")
             )
     return evidence.gone_doubt(observed, calling, listed)
+
+
+#: On a 409 the server is read again on the first attempt and every this many attempts after;
+#: in between the last read (``status.server.locked``) says which blocker it is. A blocked object
+#: retries about 11 times in its first hour: this keeps its SCP calls there at about 14, not 22.
+REREAD_EVERY = 4
+
+
+def observe_server(body: dict[str, Any] | None, endpoint: str) -> ServerObservation:
+    """``status.server`` from a server object SCP returned at ``endpoint``."""
+    observed = describe_body(body)
+    account = (body or {}).get("account_id")
+    volumes = describe_volumes(body)
+    return ServerObservation(
+        name=observed["name"],
+        state=observed["state"],
+        locked=observed["locked"],
+        endpoint=endpoint,
+        account_id=account[:128] if isinstance(account, str) and account else None,
+        volumes=None
+        if volumes is None
+        else [
+            VolumeObservation(id=v["id"], delete_on_termination=v["delete_on_termination"])
+            for v in volumes
+        ],
+    )
+
+
+async def blocker(
+    target: Target, parsed: VirtualServerSpec, status: kopf.Status, retry: int, endpoint: str
+) -> tuple[ServerObservation | None, bool | None, bool]:
+    """After a 409: is the server locked, and did an Auto-Scaling Group create it?
+
+    SCP's 409 says only "Cannot terminate due to associated resources", so the server is read:
+    a lock shows in it; the other causes (File Storage, LB server group, Backup) do not, and are
+    named as what remains. Returns the fresh observation (None when not read, or the read
+    failed), whether the server is locked (None: unknown), and whether it is an Auto-Scaling
+    Group's.
+    """
+    stored = status.get("server") or {}
+    known = stored.get("locked")
+    if retry % REREAD_EVERY and isinstance(known, bool):
+        return None, known, False
+    outcome = await target.client.get_server(parsed.server_id, parsed.region)
+    if outcome.kind is not Verdict.FOUND:
+        return None, known if isinstance(known, bool) else None, False
+    seen = observe_server(outcome.body, endpoint)
+    return seen, seen.locked, created_by_auto_scaling(outcome.body)

@@ -1,9 +1,10 @@
-"""Kopf handlers for VirtualServer: observe the server, let Orphans go, delete the server.
+"""Kopf handlers for VirtualServer deletions: let Orphans go, delete the server.
 
 Why a module of its own: these are the handlers that can delete a server, kept thin so that the
 path from Kopf's call to SCP's DELETE reads top to bottom. Each gathers facts
 (:mod:`.facts`), asks the decision table (:func:`scp_operator.decision.decide`), acts, and
-writes what happened (:mod:`scp_operator.reporting`).
+writes what happened (:mod:`scp_operator.reporting`). Reading a live server for ``Ready`` is
+:mod:`.observation`.
 
 Pitfalls avoided on purpose (see docs/architecture.md): no ``retries=``, ``timeout=`` or
 ``PermanentError`` on the delete handler, because Kopf would then release the finalizer; delays
@@ -14,117 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from scp_operator import metrics, reporting
 from scp_operator.constants import BYPASS_ANNOTATION, FINALIZER, GROUP, PLURAL, VERSION
 from scp_operator.decision import Action, Situation, decide
-from scp_operator.directory import Refusal
 from scp_operator.handlers import facts
-from scp_operator.model import DeletionPolicy, ServerObservation, VirtualServerSpec
+from scp_operator.model import DeletionPolicy
 from scp_operator.runtime import Runtime
-from scp_operator.scp.answers import describe_body
-from scp_operator.scp.endpoints import EndpointError
 from scp_operator.scp.outcomes import Outcome, Verdict
 
 RESOURCE = (GROUP, VERSION, PLURAL)
-_rng = random.SystemRandom()
-
-
-def _subject(
-    body: kopf.Body,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    runtime: Runtime,
-) -> reporting.Subject:
-    interval = runtime.settings.operator.event_repeat_interval
-    return reporting.Subject(body, meta, status, patch, memo, interval)
-
-
-@kopf.on.create(*RESOURCE, id="observe")
-@kopf.on.resume(*RESOURCE, id="observe")
-@kopf.on.update(*RESOURCE, id="observe", field="spec.region")
-async def observe(
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    retry: int,
-    **_: Any,
-) -> None:
-    """Read the server from SCP and record what was found, and where.
-
-    A server SCP does not know is reported at once: a typo found now would otherwise become a
-    silently orphaned server at deletion time. The endpoint and account it was found in are
-    recorded, so that a 404 at deletion time counts only when it comes from the same place.
-    """
-    if meta.get("deletionTimestamp"):
-        return  # the delete handler owns terminating objects
-    runtime: Runtime = memo.runtime
-    out = _subject(body, meta, status, patch, memo, runtime)
-    try:
-        parsed = VirtualServerSpec.model_validate(dict(spec))
-    except ValidationError as exc:
-        # Nothing to retry until the spec changes (which runs this handler again).
-        message = f"the spec cannot be read: {facts.spec_problem(exc)}"
-        reporting.ready(out, "False", "InvalidSpec", message, warning=True)
-        return
-    sid = parsed.server_id
-    target = await runtime.accounts.resolve(parsed.account_ref, str(meta.get("namespace")))
-    if isinstance(target, Refusal):
-        # Isolation: nothing is read from SCP; re-checked, since accounts and labels change.
-        reporting.ready(out, "False", target.reason, target.message, warning=True)
-        delay = runtime.timing.slow.delay(retry, _rng.random())
-        raise kopf.TemporaryError(target.message, delay=delay)
-    try:
-        endpoint = target.client.base_url(parsed.region)
-    except EndpointError as exc:
-        reporting.ready(out, "False", "InvalidRegion", f"{exc}; correct spec.region", warning=True)
-        return
-    outcome = await target.client.get_server(sid, parsed.region)
-    if outcome.kind is Verdict.FOUND:
-        observed = describe_body(outcome.body)
-        account = (outcome.body or {}).get("account_id")
-        observation = ServerObservation(
-            name=observed["name"],
-            state=observed["state"],
-            locked=observed["locked"],
-            endpoint=endpoint,
-            account_id=account[:128] if isinstance(account, str) and account else None,
-        )
-        reporting.server(out, observation)
-        if (observed["state"] or "").upper() == "ERROR":
-            message = f"server {sid} is in state ERROR in SCP"
-            reporting.ready(out, "False", "ServerError", message, warning=True)
-        else:
-            message = f"server {sid} found in SCP (state {observed['state']})"
-            reporting.ready(out, "True", "ServerFound", message, warning=False)
-        return
-    if outcome.kind is Verdict.GONE:
-        message = (
-            f"server {sid} does not exist in SCP at {endpoint}: check "
-            "spec.serverId and spec.region (deleting this object would delete nothing)"
-        )
-        reporting.ready(out, "False", "ServerNotFound", message, warning=True)
-        return
-    situation = Situation(
-        server_id=sid, outcome=outcome, attempt=retry, jitter=_rng.random(), timing=runtime.timing
-    )
-    decision = decide(situation)
-    # The deletion table's wording carries the hints for keys, clock and permissions; for other
-    # answers SCP's own words are clearer than deletion-flavoured ones.
-    hinted = outcome.kind in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN, Verdict.NO_CREDENTIALS)
-    message = f"cannot read server {sid}: {decision.message if hinted else outcome.describe()}"
-    reporting.ready(out, "Unknown", decision.reason, message, warning=True)
-    raise kopf.TemporaryError(message, delay=decision.delay or 60)
 
 
 def _terminating_orphan(meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> bool:
@@ -157,10 +60,11 @@ async def release_orphans(
         return
     decision = decide(Situation(server_id=str(spec.get("serverId")), policy=DeletionPolicy.ORPHAN))
     if decision.action is Action.RELEASE:
-        reporting.decision(_subject(body, meta, status, patch, memo, runtime), decision)
+        reporting.decision(reporting.subject(body, meta, status, patch, memo, runtime), decision)
         patch.fns.append(remove_finalizer_if_orphan)
         runtime.blocked.released(str(meta.get("uid")))
         metrics.DELETIONS.labels(decision.reason).inc()
+        metrics.record_release(decision.reason, meta.get("deletionTimestamp"))
 
 
 def remove_finalizer_if_orphan(raw: kopf.RawBody) -> None:
@@ -197,7 +101,7 @@ async def delete_server(
     every other await, and the DELETE follows with no await in between but the send itself.
     """
     runtime: Runtime = memo.runtime
-    out = _subject(body, meta, status, patch, memo, runtime)
+    out = reporting.subject(body, meta, status, patch, memo, runtime)
     situation, parsed, target = await facts.gather(spec, meta, status, retry, runtime)
     endpoint = facts.base_url(target, parsed)
     decision = decide(situation)
@@ -238,14 +142,26 @@ async def delete_server(
         doubt = None
         if outcome.kind is Verdict.GONE and target is not None:
             doubt = await facts.gone_doubt(target, status, endpoint, parsed)
+        locked: bool | None = None
+        auto_scaling = False
+        if outcome.kind is Verdict.CONFLICT and target is not None and parsed is not None:
+            seen, locked, auto_scaling = await facts.blocker(
+                target, parsed, status, retry, endpoint
+            )
+            if seen is not None:
+                reporting.server(out, seen)
         decision = decide(
             dataclasses.replace(
                 situation,
                 outcome=outcome,
                 accepted_before=bool(progress.accepted_time),
                 gone_doubt=doubt,
+                server_locked=locked,
+                auto_scaling=auto_scaling,
             )
         )
+        if outcome.kind is Verdict.ACCEPTED and not situation.accepted_before:
+            reporting.retained_volumes(out, situation.server_id)
         logger.info(
             "SCP answered %s for server %s: %s",
             outcome.describe(),
@@ -263,3 +179,4 @@ async def delete_server(
         raise kopf.TemporaryError(f"internal: unexpected action {decision.action}", delay=60)
     runtime.blocked.released(uid)
     metrics.DELETIONS.labels(decision.reason).inc()
+    metrics.record_release(decision.reason, meta.get("deletionTimestamp"))

@@ -20,6 +20,8 @@ import httpx
 MAX_BODY = 1_000_000
 MAX_NAME = 255  # longest server name kept for status and messages
 MAX_STATE = 64  # longest server state kept
+MAX_VOLUMES = 64  # most volumes kept per server (status size stays bounded)
+MAX_ID = 64  # longest volume id kept (SCP ids are 36-character UUIDs)
 
 
 class UnreadableBody(Exception):
@@ -154,6 +156,39 @@ def describe_body(body: dict[str, Any] | None) -> dict[str, Any]:
         "state": _bounded(body.get("state"), MAX_STATE),
         "locked": locked if isinstance(locked, bool) else None,
     }
+
+
+def describe_volumes(body: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """The server's block storage volumes: ``[{"id", "delete_on_termination"}]``, bounded.
+
+    SCP terminates a volume with its server only where ``delete_on_termination`` is true
+    (scp-api.md); the others outlive the server and are still billed, so the operator reports
+    them after a deletion. None when the body has no readable ``volumes`` list (unknown, which
+    is not the same as "no volumes"). A flag of the wrong type is unknown (None): such a volume
+    is reported as possibly kept.
+    """
+    volumes = (body or {}).get("volumes")
+    if not isinstance(volumes, list):
+        return None
+    kept: list[dict[str, Any]] = []
+    for volume in volumes[:MAX_VOLUMES]:
+        if not isinstance(volume, dict):
+            continue
+        volume_id = _bounded(volume.get("id"), MAX_ID)
+        if not volume_id:
+            continue
+        flag = volume.get("delete_on_termination")
+        kept.append(
+            {"id": volume_id, "delete_on_termination": flag if isinstance(flag, bool) else None}
+        )
+    return kept
+
+
+def created_by_auto_scaling(body: dict[str, Any] | None) -> bool:
+    """Whether an Auto-Scaling Group created the server (its LB server group does not block a
+    delete, scp-api.md)."""
+    group = (body or {}).get("auto_scaling_group_id")
+    return isinstance(group, str) and bool(group)
 
 
 _CONTROL = dict.fromkeys([*range(0x20), 0x7F])  # str.translate table: delete ASCII controls
