@@ -84,7 +84,11 @@ def test_blocked_object_follows_the_backoff_schedule_one_call_at_a_time(
     assert blocked["max_in_flight_per_object"] == 1
     assert not blocked["retried_early"]
     for obj in blocked["per_object"]:
-        assert obj["statuses"] == [409]  # SCP kept refusing; nothing else was called
+        assert obj["statuses"] == [409]  # SCP kept refusing every DELETE
         assert 2 <= obj["calls"] <= obj["predicted_max_calls"]
+        # the server is read after the first refusal and every fourth: which blocker it is
+        assert obj["read_statuses"] == [200]
+        assert 1 <= obj["reads"] <= math.ceil(obj["calls"] / 4)
     hour = smoke["first_hour"]
     assert 0 < hour["calls_median"] <= hour["calls_max"] <= hour["calls_if_jitter_always_0"]
+    assert hour["scp_calls_max_with_reads"] <= 20  # issue 10's bound for the first hour

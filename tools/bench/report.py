@@ -244,9 +244,11 @@ def render(result: dict[str, Any]) -> str:
         out += [
             "",
             f"blocked object, first hour from the schedule (base {hour['schedule']['base']:g} s, "
-            f"cap {hour['schedule']['cap']:g} s): median {hour['calls_median']} SCP calls, "
+            f"cap {hour['schedule']['cap']:g} s): median {hour['calls_median']} DELETEs, "
             f"max {hour['calls_max']} over {10_000} jitter draws, "
-            f"{hour['calls_if_jitter_always_0']} if every draw were 0",
+            f"{hour['calls_if_jitter_always_0']} if every draw were 0; with the reads after a "
+            f"409, median {hour.get('scp_calls_median_with_reads', '?')} SCP calls, "
+            f"max {hour.get('scp_calls_max_with_reads', '?')}",
         ]
     blocked = result.get("blocked")
     if blocked:

@@ -19,6 +19,7 @@ from typing import Any
 from scp_emulator.requestlog import RequestLogEntry
 from scp_operator.backoff import Schedule
 from scp_operator.constants import FINALIZER
+from scp_operator.handlers.facts import REREAD_EVERY
 from tools.bench import procfs
 from tools.bench.env import Bench, BenchOperator, random_server_ids
 from tools.bench.kube import (
@@ -463,8 +464,14 @@ async def _resume(
 
 
 def first_hour(schedule: Schedule) -> dict[str, Any]:
-    """SCP calls for one 409-blocked object in its first hour, from the schedule alone."""
-    return predict(schedule, 3600.0)
+    """SCP calls for one 409-blocked object in its first hour, from the schedule alone: its
+    DELETEs, plus the reads of the server that say which blocker it is (the first refusal and
+    every ``REREAD_EVERY``-th after)."""
+    hour = predict(schedule, 3600.0)
+    for key in ("calls_median", "calls_max"):
+        deletes = int(hour[key])
+        hour[f"scp_{key}_with_reads"] = deletes + math.ceil(deletes / REREAD_EVERY)
+    return hour
 
 
 async def blocked(
@@ -518,10 +525,24 @@ async def blocked(
             late.append(b - a - hi)  # the per-cycle overhead beyond the longest delay
         # What the schedule allows in the rest of the window after this object's first call.
         expected = predict(schedule, t_end - calls[0] if calls else seconds, draws=2000)
+        reads = [
+            e
+            for e in entries
+            if e.method == "GET" and e.server_id == server_id and t0 <= parse_time(e.time) < t_end
+        ]
         per_object.append(
             {
                 "calls": len(calls),
-                "statuses": sorted({e.status or 0 for e in entries if e.server_id == server_id}),
+                "statuses": sorted(
+                    {
+                        e.status or 0
+                        for e in entries
+                        if e.server_id == server_id and e.method == "DELETE"
+                    }
+                ),
+                # reads of the server after a refusal (which blocker it is): first and every 4th
+                "reads": len(reads),
+                "read_statuses": sorted({e.status or 0 for e in reads}),
                 "predicted_median_calls": expected["calls_median"],
                 "predicted_max_calls": expected["calls_if_jitter_always_0"],
                 "min_margin_before_earliest_s": round(min(early), 3) if early else None,
