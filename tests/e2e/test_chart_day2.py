@@ -198,3 +198,28 @@ def test_the_stored_deployment_has_the_extra_volumes_and_the_startup_probe(
     dashboard = charts.get_json(cp, "configmap", f"{FULLNAME}-dashboard", "-n", RELEASE_NAMESPACE)
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["scp-operator.json"])["uid"] == "scp-operator"
+
+
+def test_the_upgrade_in_docs_upgrade_md_keeps_the_users_values_and_the_crds(
+    release: ControlPlane,
+) -> None:
+    """docs/upgrade.md's two commands, as written: the CRDs applied server-side over the ones
+    Helm installed, then ``helm upgrade --reset-then-reuse-values``."""
+    cp = release
+    before = charts.get_json(cp, "crd", VIRTUALSERVERS)["metadata"]["generation"]
+    crds = CHART / "crds"
+    cp.kubectl("apply", "--server-side", "-f", str(crds))  # no conflict with Helm's create
+    after = charts.get_json(cp, "crd", VIRTUALSERVERS)
+    assert after["metadata"]["generation"] == before  # the same CRD: nothing changed
+    assert after["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    cp.helm(
+        "upgrade", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE, "--no-hooks",
+        "--reset-then-reuse-values",
+    )  # fmt: skip
+    kept = json.loads(
+        cp.helm("get", "values", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json").stdout
+    )
+    assert kept["extraVolumes"] == VALUES["extraVolumes"]  # what the user set survives
+    assert kept["rbac"] == {"aggregatedRoles": False}
+    deployment = charts.get_json(cp, "deployment", FULLNAME, "-n", RELEASE_NAMESPACE)
+    assert "corp-ca" in {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
