@@ -15,6 +15,7 @@ the SCP emulator over real HTTP. Each test proves one rule of "decide from facts
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import time
@@ -161,16 +162,25 @@ def test_a_terminating_protected_sharer_still_blocks_the_delete_across_namespace
 
 
 @pytest.fixture
-def custom_objects(control_plane: ControlPlane) -> Any:
-    """The official client's CustomObjectsApi as admin: create and delete milliseconds apart,
-    closer than two kubectl processes can."""
-    import kubernetes
+def create_then_delete(control_plane: ControlPlane) -> Callable[[str, dict[str, Any], str], None]:
+    """Create one object and delete another as admin, milliseconds apart (one client, already
+    connected: closer than two kubectl processes can)."""
 
-    api_client = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    try:
-        yield kubernetes.client.CustomObjectsApi(api_client)
-    finally:
-        api_client.close()
+    async def pair(namespace: str, created: dict[str, Any], deleted: str) -> None:
+        from kubernetes_asyncio import client, config
+
+        kubeconfig = str(control_plane.kubeconfig)
+        async with await config.new_client_from_config(config_file=kubeconfig) as api_client:
+            api = client.CustomObjectsApi(api_client)
+            where = (constants.GROUP, constants.VERSION, namespace, constants.PLURAL)
+            await api.list_namespaced_custom_object(*where, limit=1)  # connected first
+            await api.create_namespaced_custom_object(*where, created)
+            await api.delete_namespaced_custom_object(*where, deleted)
+
+    def run(namespace: str, created: dict[str, Any], deleted: str) -> None:
+        asyncio.run(pair(namespace, created, deleted))
+
+    return run
 
 
 def test_an_object_created_right_before_its_predecessor_is_deleted_keeps_the_server(
@@ -178,7 +188,7 @@ def test_an_object_created_right_before_its_predecessor_is_deleted_keeps_the_ser
     cluster: Cluster,
     emulator: ThreadedEmulator,
     operator: OperatorProcess,
-    custom_objects: Any,
+    create_then_delete: Callable[[str, dict[str, Any], str], None],
 ) -> None:
     rounds = 20
     sids = [emulator.seed(name=f"rename-{n}")["id"] for n in range(rounds)]
@@ -192,10 +202,8 @@ def test_an_object_created_right_before_its_predecessor_is_deleted_keeps_the_ser
     for n in range(rounds):
         wait_for(functools.partial(cluster.has_finalizer, f"old-{n}"), what=f"old-{n} finalizer")
 
-    api = (constants.GROUP, constants.VERSION, cluster.ns, constants.PLURAL)
     for n, sid in enumerate(sids):  # Helm/ArgoCD rename: create the new name, prune the old one
-        custom_objects.create_namespaced_custom_object(*api, manifest(f"new-{n}", sid))
-        custom_objects.delete_namespaced_custom_object(*api, f"old-{n}")
+        create_then_delete(cluster.ns, manifest(f"new-{n}", sid), f"old-{n}")
         time.sleep(0.2)
 
     for n in range(rounds):

@@ -17,7 +17,7 @@ from typing import Any
 
 import kmock
 import kopf
-import kubernetes
+import kubernetes_asyncio.config.kube_config
 import pytest
 import yaml
 
@@ -96,9 +96,9 @@ def k8s(kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.Mon
         )
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    # The client reads $KUBECONFIG once, at import time.
+    # Kopf logs in through kubernetes_asyncio, which reads $KUBECONFIG once, at import time.
     monkeypatch.setattr(
-        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
+        kubernetes_asyncio.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
     )
     return kmock
 
