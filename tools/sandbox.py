@@ -85,8 +85,9 @@ def walkthrough(cp: ControlPlane, emu: ThreadedEmulator) -> None:
 
     say("2. kubectl delete db-1: its server is locked, SCP answers 409, the object waits")
     show(cp, "delete", "scpvs", "db-1", "-n", NS, "--wait=false")
-    wait_for(lambda: reason(cp, "db-1") == "Conflict", 60, "the Conflict condition")
-    show(cp, "get", "scpvs", "db-1", "-n", NS)
+    # SCP's 409 does not say why; the operator reads the server and names the lock
+    wait_for(lambda: reason(cp, "db-1") == "ServerLocked", 60, "the ServerLocked condition")
+    show(cp, "get", "scpvs", "db-1", "-n", NS, "-o", "wide")
     show(cp, "get", "events", "-n", NS, "--field-selector=involvedObject.name=db-1")
     say("   ... unlock the server in SCP (the emulator's admin API); the retry succeeds")
     emu.patch("7c1e4f0a-9b2d-4e8f-a6c3-5d4e3f2a1b0c", locked=False)
