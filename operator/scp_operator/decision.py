@@ -7,7 +7,7 @@ gathers the inputs and carries the action out, so every row is testable without 
 
 Invariant: :attr:`Action.RELEASE` comes only from 202, 404, ``Orphan`` or the CRD cascade.
 
-Size: about 300 lines on purpose — the table's rows are read top to bottom and their order is
+Size: about 350 lines on purpose — the table's rows are read top to bottom and their order is
 the meaning, so they stay in one module rather than spread over several.
 """
 

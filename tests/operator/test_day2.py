@@ -40,6 +40,16 @@ def status_writes(k8s: Any, name: str) -> int:
     )
 
 
+async def created_and_re_read(k8s: Any, emulator: EmulatorServer, name: str, sid: str) -> None:
+    """Create the object, wait until it is found, then for two more reads of its server: kmock
+    never bumps resourceVersion, so Kopf runs observe twice, and both must be over before a
+    test counts writes."""
+    await create(k8s, name, sid)
+    await eventually(lambda: ready(k8s, name) == ("True", "ServerFound"), what="found")
+    settled = gets(emulator, sid)
+    await eventually(lambda: gets(emulator, sid) >= settled + 2, what="re-reads")
+
+
 @pytest.fixture
 def quick_resync(monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-read every 0.3-0.6 s (interval 30 s times 0.01-0.02)."""
@@ -55,11 +65,7 @@ async def test_ready_and_state_follow_scp_and_an_unchanged_server_costs_no_write
 ) -> None:
     sid = emulator.state.add_server(name="follow").id
     async with running_operator(monkeypatch, emulator, SCP_OPERATOR_RESYNC_INTERVAL="30"):
-        await create(k8s, "follow", sid)
-        await eventually(lambda: ready(k8s, "follow") == ("True", "ServerFound"), what="found")
-        # kmock never bumps resourceVersion, so Kopf runs observe twice: let both finish first
-        settled = gets(emulator, sid)
-        await eventually(lambda: gets(emulator, sid) >= settled + 2, what="re-reads")
+        await created_and_re_read(k8s, emulator, "follow", sid)
 
         # Steady: re-reads go on, but nothing is written (status or events).
         writes, events, reads = status_writes(k8s, "follow"), len(posted), gets(emulator, sid)
@@ -90,11 +96,7 @@ async def test_an_outage_during_a_re_read_keeps_the_status(
 ) -> None:
     sid = emulator.state.add_server(name="calm").id
     async with running_operator(monkeypatch, emulator, SCP_OPERATOR_RESYNC_INTERVAL="30"):
-        await create(k8s, "calm", sid)
-        await eventually(lambda: ready(k8s, "calm") == ("True", "ServerFound"), what="found")
-        # kmock never bumps resourceVersion, so Kopf runs observe twice: let both finish first
-        settled = gets(emulator, sid)
-        await eventually(lambda: gets(emulator, sid) >= settled + 2, what="re-reads")
+        await created_and_re_read(k8s, emulator, "calm", sid)
         writes = status_writes(k8s, "calm")
         emulator.state.add_fault(method="GET", path_regex=sid, kind="status", status=503)
         reads = gets(emulator, sid)

@@ -87,6 +87,16 @@ def _value(text: str, series: str) -> float:
     raise AssertionError(f"{series} not in the metrics")
 
 
+async def _delete_one_hold_one(k8s: Any, gone: tuple[str, str], held: tuple[str, str]) -> None:
+    """Create and delete two objects, (name, server id) each; wait until the first is gone (the
+    second's server is locked: it stays)."""
+    for name, server_id in (gone, held):
+        await create(k8s, name, server_id)
+    for name, _ in (gone, held):
+        await delete(k8s, name)
+    await eventually(lambda: obj(k8s, gone[0]) is None, what="deleted")
+
+
 async def test_metrics_endpoint_counts_requests_and_outcomes(
     k8s: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,11 +105,7 @@ async def test_metrics_endpoint_counts_requests_and_outcomes(
     sid = emulator.state.add_server(name="m").id
     locked = emulator.state.add_server(name="ml", locked=True).id
     async with running_operator(monkeypatch, emulator, SCP_OPERATOR_METRICS_PORT=str(port)):
-        await create(k8s, "m", sid)
-        await create(k8s, "ml", locked)
-        await delete(k8s, "m")
-        await delete(k8s, "ml")
-        await eventually(lambda: obj(k8s, "m") is None, what="deleted")
+        await _delete_one_hold_one(k8s, ("m", sid), ("ml", locked))
         await eventually(
             lambda: (condition(k8s, "ml", "Deleting") or {}).get("reason") == "ServerLocked",
             what="blocked",
@@ -149,11 +155,7 @@ async def test_metrics_show_build_info_deletion_durations_and_the_oldest_hold(
     sid = emulator.state.add_server(name="t").id
     locked = emulator.state.add_server(name="tl", locked=True).id
     async with running_operator(monkeypatch, emulator, SCP_OPERATOR_METRICS_PORT=str(port)):
-        await create(k8s, "t", sid)
-        await create(k8s, "tl", locked)
-        await delete(k8s, "t")
-        await delete(k8s, "tl")
-        await eventually(lambda: obj(k8s, "t") is None, what="deleted")
+        await _delete_one_hold_one(k8s, ("t", sid), ("tl", locked))
         # held, whatever the reason is called (the condition is written after the hold counts)
         await eventually(lambda: condition(k8s, "tl", "Deleting") is not None, what="held")
         async with httpx.AsyncClient() as http:

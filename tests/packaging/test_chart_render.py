@@ -17,7 +17,6 @@ import pytest
 
 from scp_operator import constants
 from scp_operator.lease import effective_lease_name
-from scp_testenv.binaries import BinariesNotBuilt, resolve_binaries
 from tests.chart_support import (
     ACCOUNT_CRD,
     CHART,
@@ -28,7 +27,6 @@ from tests.chart_support import (
     HelmFn,
     find,
     granted,
-    offline_helm,
     render,
     values_file,
 )
@@ -37,16 +35,6 @@ from tests.conftest import REPO
 #: The operator's own ClusterRole (release "scp"); the chart also renders the user roles
 #: <fullname>-view and <fullname>-edit (rbac.aggregatedRoles).
 OPERATOR_ROLE = "scp-scp-operator"
-
-
-@pytest.fixture(scope="session")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> HelmFn:
-    """The pinned helm, run with no cluster (skipped when it is not built yet)."""
-    try:
-        binaries = resolve_binaries(build=False)
-    except BinariesNotBuilt as exc:
-        pytest.skip(f"{exc}; `make controlplane` builds helm")
-    return offline_helm(binaries.helm, tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.mark.parametrize("combination", list(COMBINATIONS))

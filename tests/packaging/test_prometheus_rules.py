@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scp_testenv.binaries import BinariesNotBuilt, resolve_binaries
-from tests.chart_support import CHART, HelmFn, find, offline_helm, render, values_file
+from tests.chart_support import CHART, HelmFn, find, render, values_file
 from tests.conftest import REPO
 
 PROMTOOL_BUILD = REPO / "tools" / "promtool" / "build.sh"
@@ -51,16 +50,6 @@ ALERTS = {
     "ScpOperatorDeletionBudgetExhausted",
     "ScpOperatorDown",
 }
-
-
-@pytest.fixture(scope="session")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> HelmFn:
-    """The pinned helm, run with no cluster (skipped when it is not built yet)."""
-    try:
-        binaries = resolve_binaries(build=False)
-    except BinariesNotBuilt as exc:
-        pytest.skip(f"{exc}; `make controlplane` builds helm")
-    return offline_helm(binaries.helm, tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture(scope="session")

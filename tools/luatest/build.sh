@@ -22,26 +22,14 @@
 #             else say so on stderr and exit 3.
 set -euo pipefail
 
-check_only=0
-case "${1:-}" in
-  --check) check_only=1 ;;
-  "") ;;
-  *)
-    echo "usage: $0 [--check]" >&2
-    exit 2
-    ;;
-esac
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+tool=luatest
+name=argocd-lua-health
+# shellcheck source=../lib/cached-go-build.sh
+source "${here}/../lib/cached-go-build.sh"
+parse_build_args "$@"
 # Bump when the way the binary is built changes (flags, ldflags) to invalidate caches.
 recipe=1
-name=argocd-lua-health
-
-log() { echo "luatest: $*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
 
 lua_version="$(awk '
   $1 == "require" && $2 == "github.com/yuin/gopher-lua" { print $3; exit }
@@ -52,52 +40,16 @@ lua_version="$(awk '
 digest="$(cd "${here}" && LC_ALL=C ls go.mod go.sum ./*.go | LC_ALL=C sort |
   xargs sha256sum | sha256sum | cut -c 1-12)"
 
-cache_root="${SCP_OPERATOR_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/scp-operator}"
 key="luatest-${lua_version}-${digest}"
 dir="${cache_root}/${key}"
 bin="${dir}/bin"
 stamp_line="recipe=${recipe} ${key}"
 
-cached() {
-  [[ -x "${bin}/${name}" && -f "${dir}/stamp" && "$(head -n 1 "${dir}/stamp")" == "${stamp_line}" ]]
-}
-
-if cached; then
-  echo "${bin}"
-  exit 0
-fi
-if ((check_only)); then
-  log "not built yet: ${bin}/${name} (run ${here}/build.sh)"
-  exit 3
-fi
-
-mkdir -p "${dir}"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"${dir}/.lock"
-  flock 9 # another build.sh may be building the same key right now; wait for it
-  if cached; then
-    echo "${bin}"
-    exit 0
-  fi
-fi
-
-command -v go >/dev/null 2>&1 ||
-  die "Go is needed to build ${name}; install Go (see ${here}/go.mod for the version)"
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false"
-unset GOOS GOARCH # always build for the host
+serve_cached_or_lock
+prepare_go_build "install Go (see ${here}/go.mod for the version)"
 log "building ${name} (gopher-lua ${lua_version}) into ${bin} with $(go version)"
-mkdir -p "${bin}"
-tmp="$(mktemp -d "${dir}/.tmp.XXXXXX")"
-trap 'rm -rf "${tmp}"' EXIT
 start=${SECONDS}
 (cd "${here}" && nice -n 10 go build -p 2 -trimpath -ldflags "-s -w" -o "${tmp}/${name}" .) ||
   die "building ${name} failed"
-mv -f "${tmp}/${name}" "${bin}/${name}"
-{
-  echo "${stamp_line}"
-  echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "go=$(go env GOVERSION)"
-} >"${dir}/stamp.tmp"
-mv -f "${dir}/stamp.tmp" "${dir}/stamp"
 log "built ${name} in $((SECONDS - start))s"
-echo "${bin}"
+install_built

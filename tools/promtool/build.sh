@@ -24,33 +24,21 @@
 #             else say so on stderr and exit 3.
 set -euo pipefail
 
-check_only=0
-case "${1:-}" in
-  --check) check_only=1 ;;
-  "") ;;
-  *)
-    echo "usage: $0 [--check]" >&2
-    exit 2
-    ;;
-esac
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+tool=promtool
+name=promtool
+# shellcheck source=../lib/cached-go-build.sh
+source "${here}/../lib/cached-go-build.sh"
+parse_build_args "$@"
 # Bump when the way promtool is built changes (flags, tags, ldflags) to invalidate caches.
 recipe=1
 module=github.com/prometheus/prometheus
-
-log() { echo "promtool: $*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
 
 version="$(awk -v m="${module}" '
   $1 == "require" && $2 == m { print $3; exit }
   $1 == m && $2 ~ /^v[0-9]/ { print $2; exit }' "${here}/go.mod")"
 [[ -n "${version}" ]] || die "could not read the pinned ${module} version from ${here}/go.mod"
 
-cache_root="${SCP_OPERATOR_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/scp-operator}"
 dir="${cache_root}/promtool-${version}"
 bin="${dir}/bin"
 stamp_line="recipe=${recipe} promtool-${version}"
@@ -73,38 +61,10 @@ if [[ -n "${TEST_ASSET_PROMTOOL:-}" ]]; then
   exit 0
 fi
 
-# ---- fast path: already built ------------------------------------------------------------------
-cached() {
-  [[ -x "${bin}/promtool" && -f "${dir}/stamp" && "$(head -n 1 "${dir}/stamp")" == "${stamp_line}" ]]
-}
-if cached; then
-  echo "${bin}"
-  exit 0
-fi
-if ((check_only)); then
-  log "not built yet: promtool (in ${bin})"
-  exit 3
-fi
-
-# ---- slow path: build ----------------------------------------------------------------------------
-mkdir -p "${dir}"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"${dir}/.lock"
-  flock 9 # another build.sh may be building the same version right now; wait for it
-fi
-if cached; then # it did
-  echo "${bin}"
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 ||
-  die "Go is needed to build promtool; install Go (see go.mod for the version)" \
-    "or point TEST_ASSET_PROMTOOL at an existing binary"
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false"
-unset GOOS GOARCH # always build for the host
+# ---- already built, or build it ------------------------------------------------------------------
+serve_cached_or_lock
+prepare_go_build "install Go (see go.mod for the version) or point TEST_ASSET_PROMTOOL at an existing binary"
 log "building promtool ${version} into ${bin} with $(go version)"
-tmp="$(mktemp -d "${dir}/.tmp.XXXXXX")"
-trap 'rm -rf "${tmp}"' EXIT
 
 # "<commit time> <commit hash or empty>" of the module, from the proxy's .info file.
 info="$(cd "${here}" && go mod download -json "${module}@${version}" |
@@ -129,11 +89,4 @@ log "go build ${module}/cmd/promtool (Prometheus ${release})"
   die "building promtool failed"
 log "built promtool in $((SECONDS - start))s"
 
-mkdir -p "${bin}"
-mv -f "${tmp}/promtool" "${bin}/promtool"
-{
-  echo "${stamp_line}"
-  echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-} >"${dir}/stamp.tmp"
-mv -f "${dir}/stamp.tmp" "${dir}/stamp"
-echo "${bin}"
+install_built
