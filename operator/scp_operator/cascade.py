@@ -7,6 +7,10 @@ starts serving it when the operator (re)starts during the cascade. So this modul
 objects itself, releases each one through the decision table with a JSON patch guarded by the
 finalizer list, posts a Warning per object, reports progress on the CRD, and keeps going —
 with backoff, never giving up — until no object carries the finalizer or the CRD is gone.
+
+Sharded (docs/scaling.md), each process releases only its own shard's objects: its LIST carries
+the shard's ``shardSelector`` and what comes back is filtered by uid hash again here, so no
+object is patched by two processes even on an API server that ignores the selector.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from scp_operator import metrics, scope
+from scp_operator import metrics, scope, sharding
 from scp_operator.constants import API_VERSION, FINALIZER, KIND
 from scp_operator.decision import Action, CrdState, Situation, decide
 from scp_operator.kube import KubeReadError
@@ -43,16 +47,18 @@ async def release_all(
     failures = 0
     last_report = -REPORT_EVERY
     loop = asyncio.get_running_loop()
+    shard = runtime.settings.operator.shard
     while True:
         try:
             if scope.is_exact(namespaces):
-                held = await runtime.crd.holding(namespaces)
+                held = await runtime.crd.holding(namespaces, shard_selector=shard.selector())
             else:  # Kopf patterns: list everything, keep what this instance serves
                 held = [
                     item
-                    for item in await runtime.crd.holding(())
+                    for item in await runtime.crd.holding((), shard_selector=shard.selector())
                     if scope.serves(str(item.get("metadata", {}).get("namespace")), namespaces)
                 ]
+            held = mine(held, shard)
         except KubeReadError as exc:
             held, error = None, str(exc)
         else:
@@ -85,6 +91,12 @@ async def release_all(
         if await runtime.crd.state() is CrdState.GONE:
             return released
         await asyncio.sleep(min(MAX_PAUSE, 0.5 * 2 ** min(failures, 6)))
+
+
+def mine(items: list[dict[str, Any]], shard: sharding.Shard) -> list[dict[str, Any]]:
+    """The items this shard owns by uid hash: what the API server returned for the shard's
+    selector, checked again, since an API server without the feature gate returns everything."""
+    return [item for item in items if shard.owns(str(item.get("metadata", {}).get("uid") or ""))]
 
 
 async def _release_one(runtime: Runtime, item: Mapping[str, Any]) -> bool:

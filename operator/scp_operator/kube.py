@@ -10,10 +10,12 @@ per process and cannot see other shards:
 * the objects naming one server (:meth:`CrdReader.naming`), by a LIST with the field selector
   ``spec.serverId`` (a CRD ``selectableField``), for the shared-server guard;
 * every object with our finalizer (:meth:`CrdReader.holding`), for the CRD cascade, which Kopf
-  no longer serves once the CRD terminates.
+  no longer serves once the CRD terminates — with a sharded operator, only its shard's objects
+  (``shardSelector``; see :mod:`scp_operator.sharding`). The shared-server guard's LIST is
+  never limited to a shard: an object naming the same server in another shard still guards it.
 
-Calls go through ``kubernetes_asyncio`` on the event loop, over one :class:`KubeClient` per
-process (one ``ApiClient``, one bounded connection pool), shared with
+Calls are JSON requests on the event loop, over one :class:`KubeClient` per process (one
+aiohttp session with a bounded pool, :mod:`scp_operator.kube_http`), shared with
 :mod:`scp_operator.kube_accounts`; there are no threads.
 
 Size: about 400 lines, two classes: the reads share one client, one pool and one error mapping
@@ -25,115 +27,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from scp_operator.constants import CRD_NAME, FINALIZER, GROUP, PLURAL, VERSION
 from scp_operator.crd_state import CrdState
+from scp_operator.kube_http import (
+    CONNECTIONS,
+    JSON_PATCH,
+    Connection,
+    KubeApiError,
+    KubeReadError,
+    path,
+)
+
+__all__ = ["CONNECTIONS", "PAGE", "CrdReader", "KubeClient", "KubeReadError", "list_virtualservers"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Page size of the cascade's LIST: bounded memory whatever the number of objects.
 PAGE = 500
 
-#: Requests in flight to the API server at most, per :class:`KubeClient` (see there).
-CONNECTIONS = 8
+#: The process's Kubernetes connection (see :class:`scp_operator.kube_http.Connection`: at most
+#: ``connections`` requests in flight, queued before their timeout starts; after ``aclose``
+#: every request raises rather than look like "nothing there").
+KubeClient = Connection
 
-
-class KubeReadError(Exception):
-    """The API server could not be asked; the message is short and safe to show."""
-
-
-async def load_configuration() -> Any:
-    """The client configuration: the pod's service account when in a cluster, else kubeconfig.
-
-    ``kubernetes_asyncio`` is imported where it is first needed (here and in the calls): about
-    0.4 s of imports that CLI commands which never talk to Kubernetes (``check`` without
-    ``--account``, ``server get``) do not pay.
-    """
-    from kubernetes_asyncio import config
-    from kubernetes_asyncio.client import Configuration
-
-    configuration = Configuration()
-    try:
-        config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration
-        )
-    except config.ConfigException:
-        # $KUBECONFIG as it is now: the library reads it once, when first imported.
-        await config.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
-        )
-    return configuration
-
-
-class KubeClient:
-    """One ``kubernetes_asyncio`` ``ApiClient``, made on first use and closed by :meth:`aclose`.
-
-    At most ``connections`` requests are in flight; more wait here for a free slot, *before*
-    their request timeout starts. aiohttp would also queue them (its connector limit), but with
-    the timeout already running, so a burst — a drain of a thousand objects, each reading its
-    account, namespace, Secret and sharers — would turn into timeouts, and then holds, that
-    only mean "we queued", not "the API server is away". Waiting here keeps the timeout the
-    time the API server takes, as it was when the calls ran in a thread pool of that size.
-
-    After :meth:`aclose` every call raises :class:`KubeReadError` (a read after shutdown must
-    hold, never look like "nothing there") instead of quietly opening a new pool nobody closes.
-    """
-
-    def __init__(
-        self,
-        connections: int = CONNECTIONS,
-        configure: Callable[[], Awaitable[Any]] = load_configuration,
-    ) -> None:
-        self._connections = connections
-        self._configure = configure
-        self._api: Any = None
-        self._opening = asyncio.Lock()
-        self._slots = asyncio.Semaphore(connections)
-        self._closed = False
-
-    async def _api_client(self) -> Any:
-        async with self._opening:
-            if self._closed:
-                raise KubeReadError("the Kubernetes client is closed")
-            if self._api is None:
-                from kubernetes_asyncio.client import ApiClient
-
-                # The library logs every response body at DEBUG, a Secret's keys included, and
-                # `kopf run --debug` puts the root logger at DEBUG: keep that logger above it.
-                logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
-                configuration = await self._configure()
-                # Bounded on purpose: the library's default lets 100 connections open at once,
-                # and a drain of a thousand objects would open them all — a TLS handshake and
-                # an API-server request slot (--max-requests-inflight, shared with every
-                # controller in the cluster) each — only to be queued by the API server's
-                # fairness limits, which count per client, not per connection. The slots above
-                # keep this many requests in flight; the pool holds no more sockets than that.
-                configuration.connection_pool_maxsize = self._connections
-                self._api = ApiClient(configuration)
-            return self._api
-
-    async def call(self, request: Callable[[Any], Awaitable[T]]) -> T:
-        """``await request(api_client)`` in one of the slots (the request makes one call)."""
-        async with self._slots:
-            return await request(await self._api_client())
-
-    async def aclose(self) -> None:
-        """Close the connection pool; later calls raise :class:`KubeReadError`."""
-        async with self._opening:
-            self._closed = True
-            api, self._api = self._api, None
-        if api is not None:
-            await api.close()
-
-
-def _custom_objects(api_client: Any) -> Any:
-    from kubernetes_asyncio.client import CustomObjectsApi
-
-    return CustomObjectsApi(api_client)
+_API = f"{GROUP}/{VERSION}"
 
 
 async def list_virtualservers(
@@ -144,14 +64,47 @@ async def list_virtualservers(
     A missing CRD means there are none. Any other failure raises :class:`KubeReadError`: the
     caller must not take "could not look" for "nothing there".
     """
+    items = await list_virtualserver_objects(namespaces, client)
+    return sorted(f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items)
+
+
+async def list_virtualserver_objects(
+    namespaces: Sequence[str] = (),
+    client: KubeClient | None = None,
+    *,
+    shard_selector: str | None = None,
+    keep: Callable[[dict[str, Any]], bool] = lambda _item: True,
+) -> list[dict[str, Any]]:
+    """Every VirtualServer (in ``namespaces``, or everywhere; with ``shard_selector``, what the
+    API server returns for it) that ``keep`` accepts. Errors as :func:`list_virtualservers`."""
     own = client is None
     kube = KubeClient() if client is None else client
     try:
-        items = await _list_pages(kube, tuple(namespaces), request_timeout=10.0)
+        return await _list_pages(
+            kube,
+            tuple(namespaces),
+            request_timeout=10.0,
+            shard_selector=shard_selector,
+            keep=keep,
+        )
     finally:
         if own:
             await kube.aclose()
-    return sorted(f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items)
+
+
+async def read_virtualserver(kube: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The VirtualServer as the API server has it now, or None when it is gone. Any other
+    failure raises :class:`KubeReadError`."""
+    try:
+        return await kube.request("GET", path(_API, PLURAL, namespace=namespace, name=name))
+    except KubeReadError:
+        raise
+    except Exception as exc:
+        if http_status(exc) == 404:
+            return None
+        raise KubeReadError(
+            describe_failure(f"GET virtualservers {namespace}/{name}", exc)
+        ) from None
 
 
 async def _list_pages(
@@ -160,8 +113,12 @@ async def _list_pages(
     *,
     request_timeout: float,
     keep: Callable[[dict[str, Any]], bool] = lambda _item: True,
+    shard_selector: str | None = None,
 ) -> list[dict[str, Any]]:
     """The VirtualServers in ``namespaces`` (empty: all) that ``keep`` accepts, ``PAGE`` at a time.
+
+    With ``shard_selector``, only that shard's (when the API server honours it: callers that
+    must be sure also filter by hash themselves).
 
     Only kept items stay in memory. A 404 (the CRD is gone) ends a namespace's listing with what
     was read; anything else that goes wrong raises :class:`KubeReadError`.
@@ -170,20 +127,15 @@ async def _list_pages(
     for ns in namespaces or (None,):
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": PAGE, "_request_timeout": request_timeout}
+            params: dict[str, str | int] = {"limit": PAGE}
             if token:
-                kwargs["_continue"] = token
-
-            async def one_page(
-                api_client: Any, ns: str | None = ns, kwargs: dict[str, Any] = kwargs
-            ) -> Any:
-                api = _custom_objects(api_client)
-                if ns is None:
-                    return await api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-                return await api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, **kwargs)
-
+                params["continue"] = token
+            if shard_selector:
+                params["shardSelector"] = shard_selector
             try:
-                page: dict[str, Any] = await kube.call(one_page)
+                page = await kube.request(
+                    "GET", path(_API, PLURAL, namespace=ns), params=params, timeout=request_timeout
+                )
             except KubeReadError:
                 raise
             except Exception as exc:
@@ -199,9 +151,7 @@ async def _list_pages(
 
 def http_status(exc: BaseException) -> int | None:
     """The HTTP status of an API error, None when the API server did not answer."""
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    return exc.status if isinstance(exc, ApiException) else None
+    return exc.status if isinstance(exc, KubeApiError) else None
 
 
 def describe_failure(what: str, exc: BaseException) -> str:
@@ -223,15 +173,12 @@ class CrdReader:
         self.reads = 0
 
     async def _read(self) -> CrdState:
-        async def read(api_client: Any) -> Any:
-            from kubernetes_asyncio.client import ApiextensionsV1Api
-
-            return await ApiextensionsV1Api(api_client).read_custom_resource_definition(
-                CRD_NAME, _request_timeout=self._timeout
-            )
-
         try:
-            crd = await self.client.call(read)
+            crd = await self.client.request(
+                "GET",
+                path("apiextensions.k8s.io/v1", "customresourcedefinitions", name=CRD_NAME),
+                timeout=self._timeout,
+            )
         except Exception as exc:  # any failure means "unknown", which holds the object
             status = http_status(exc)
             if status == 404:
@@ -241,7 +188,8 @@ class CrdReader:
             else:
                 logger.warning("Cannot read CRD %s: %s", CRD_NAME, type(exc).__name__)
             return CrdState.UNKNOWN
-        return CrdState.TERMINATING if crd.metadata.deletion_timestamp else CrdState.PRESENT
+        deleting = (crd.get("metadata") or {}).get("deletionTimestamp")
+        return CrdState.TERMINATING if deleting else CrdState.PRESENT
 
     async def naming(self, server_id: str) -> list[dict[str, Any]]:
         """Every VirtualServer, in any namespace, whose ``spec.serverId`` is ``server_id``.
@@ -258,21 +206,17 @@ class CrdReader:
         return list(found.values())
 
     async def _naming(self, spelling: str) -> list[dict[str, Any]]:
-        async def listing(api_client: Any) -> Any:
-            return await _custom_objects(api_client).list_cluster_custom_object(
-                GROUP,
-                VERSION,
-                PLURAL,
-                field_selector=f"spec.serverId={spelling}",
-                _request_timeout=self._timeout,
-            )
-
         try:
-            answer: dict[str, Any] = await self.client.call(listing)
+            answer = await self.client.request(
+                "GET",
+                path(_API, PLURAL),
+                params={"fieldSelector": f"spec.serverId={spelling}"},
+                timeout=self._timeout,
+            )
         except KubeReadError:
             raise
         except Exception as exc:
-            if http_status(exc) == 400 and "field label" in str(getattr(exc, "body", "")):
+            if isinstance(exc, KubeApiError) and exc.status == 400 and "field label" in exc.message:
                 raise KubeReadError(
                     "the installed VirtualServer CRD has no selectable field spec.serverId: "
                     "apply this version's CRD (crds/ or the chart's crds/ folder)"
@@ -281,8 +225,11 @@ class CrdReader:
         items: list[dict[str, Any]] = answer.get("items") or []
         return items
 
-    async def holding(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Every VirtualServer (in ``namespaces``, or all) that still carries our finalizer.
+    async def holding(
+        self, namespaces: Sequence[str] = (), *, shard_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every VirtualServer (in ``namespaces``, or all; in the shard ``shard_selector`` names,
+        when given) that still carries our finalizer.
 
         Read page by page; an API error raises :class:`KubeReadError`.
         """
@@ -291,6 +238,7 @@ class CrdReader:
             tuple(namespaces),
             request_timeout=self._timeout,
             keep=lambda item: FINALIZER in (item.get("metadata", {}).get("finalizers") or ()),
+            shard_selector=shard_selector,
         )
 
     async def release(
@@ -316,20 +264,14 @@ class CrdReader:
                 },
             ]
 
-            async def patch(api_client: Any, ops: list[dict[str, Any]] = ops) -> Any:
-                return await _custom_objects(api_client).patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    ops,
-                    _content_type="application/json-patch+json",
-                    _request_timeout=self._timeout,
-                )
-
             try:
-                await self.client.call(patch)
+                await self.client.request(
+                    "PATCH",
+                    path(_API, PLURAL, namespace=namespace, name=name),
+                    body=ops,
+                    content_type=JSON_PATCH,
+                    timeout=self._timeout,
+                )
                 return True
             except Exception as exc:
                 status = http_status(exc)
@@ -344,22 +286,18 @@ class CrdReader:
                         namespace,
                         name,
                         status,
-                        str(getattr(exc, "body", ""))[:300],
+                        exc.message if isinstance(exc, KubeApiError) else "",
                     )
                     return False
 
-            async def reread(api_client: Any) -> Any:
-                return await _custom_objects(api_client).list_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    field_selector=f"metadata.name={name}",
-                    _request_timeout=self._timeout,
-                )
-
             try:  # finalizers changed meanwhile: read them again (list is what RBAC grants)
-                found = (await self.client.call(reread))["items"]
+                reread = await self.client.request(
+                    "GET",
+                    path(_API, PLURAL, namespace=namespace),
+                    params={"fieldSelector": f"metadata.name={name}"},
+                    timeout=self._timeout,
+                )
+                found = reread.get("items") or []
             except Exception:
                 return False
             if not found:

@@ -5,8 +5,8 @@ account and the namespace's labels decide whether an object may reach SCP at all
 holds the keys, so a rotated key is used from the next call on. Secrets are read one by one with
 ``get`` (RBAC grants exactly the referenced Secrets); nothing here lists or watches Secrets.
 
-The calls are ``kubernetes_asyncio`` coroutines over the process's one
-:class:`~scp_operator.kube.KubeClient` (shared with :class:`~scp_operator.kube.CrdReader`).
+The calls are JSON requests over the process's one :class:`~scp_operator.kube.KubeClient`
+(shared with :class:`~scp_operator.kube.CrdReader`).
 Errors become :class:`~scp_operator.kube.KubeReadError` with a short message that never carries
 a Secret's content.
 """
@@ -16,48 +16,40 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from scp_operator.accounts import GROUP_PLURAL
 from scp_operator.constants import GROUP, PLURAL, VERSION
 from scp_operator.kube import KubeClient, KubeReadError, describe_failure, http_status
+from scp_operator.kube_http import MERGE_PATCH, path
 
 PAGE = 500
 
-T = TypeVar("T")
 _RAISE: Any = object()  # ``missing`` default: a 404 is an error like any other
 
 
 async def _ask(
     kube: KubeClient,
     what: str,
-    request: Callable[[Any], Awaitable[T]],
+    method: str,
+    url: str,
     *,
     missing: Any = _RAISE,
-) -> T:
-    """Make one API call; a 404 gives ``missing`` (when given), anything else that goes wrong
+    **request: Any,
+) -> Any:
+    """Make one API request; a 404 gives ``missing`` (when given), anything else that goes wrong
     becomes :class:`KubeReadError` naming ``what`` and the status, never a body."""
     try:
-        return await kube.call(request)
+        return await kube.request(method, url, **request)
     except KubeReadError:
         raise
     except Exception as exc:
         if http_status(exc) == 404 and missing is not _RAISE:
-            return cast(T, missing)
+            return missing
         raise KubeReadError(describe_failure(what, exc)) from None
 
 
-def _custom(api_client: Any) -> Any:
-    from kubernetes_asyncio.client import CustomObjectsApi
-
-    return CustomObjectsApi(api_client)
-
-
-def _core(api_client: Any) -> Any:
-    from kubernetes_asyncio.client import CoreV1Api
-
-    return CoreV1Api(api_client)
+_ACCOUNTS = f"{GROUP}/{VERSION}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +85,10 @@ class AccountReader:
         found: dict[str, Any] | None = await _ask(
             self._kube,
             f"GET scpaccounts/{name}",
-            lambda c: _custom(c).get_cluster_custom_object(
-                GROUP, VERSION, GROUP_PLURAL, name, _request_timeout=self._timeout
-            ),
+            "GET",
+            path(_ACCOUNTS, GROUP_PLURAL, name=name),
             missing=None,
+            timeout=self._timeout,
         )
         return found
 
@@ -105,10 +97,10 @@ class AccountReader:
         listing: dict[str, Any] = await _ask(
             self._kube,
             "LIST scpaccounts",
-            lambda c: _custom(c).list_cluster_custom_object(
-                GROUP, VERSION, GROUP_PLURAL, _request_timeout=self._timeout
-            ),
+            "GET",
+            path(_ACCOUNTS, GROUP_PLURAL),
             missing={},  # no CRD: no accounts
+            timeout=self._timeout,
         )
         items: list[dict[str, Any]] = listing.get("items") or []
         return items
@@ -118,37 +110,32 @@ class AccountReader:
         await _ask(
             self._kube,
             f"PATCH scpaccounts/{name}/status",
-            lambda c: _custom(c).patch_cluster_custom_object_status(
-                GROUP,
-                VERSION,
-                GROUP_PLURAL,
-                name,
-                {"status": status},
-                # Named: for a dict body kubernetes_asyncio would pick JSON patch, not merge.
-                _content_type="application/merge-patch+json",
-                _request_timeout=self._timeout,
-            ),
+            "PATCH",
+            path(_ACCOUNTS, GROUP_PLURAL, name=name, subresource="status"),
             missing=None,  # deleted meanwhile
+            body={"status": status},
+            content_type=MERGE_PATCH,
+            timeout=self._timeout,
         )
 
     async def users(self, name: str) -> int:
         """How many VirtualServers name the account (``spec.accountRef``, a selectable field)."""
         count, token = 0, None
         while True:
-            kwargs: dict[str, Any] = {
-                "field_selector": f"spec.accountRef={name}",
+            params: dict[str, str | int] = {
+                "fieldSelector": f"spec.accountRef={name}",
                 "limit": PAGE,
-                "_request_timeout": self._timeout,
             }
             if token:
-                kwargs["_continue"] = token
-
-            async def one_page(api_client: Any, kwargs: dict[str, Any] = kwargs) -> Any:
-                return await _custom(api_client).list_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, **kwargs
-                )
-
-            page: dict[str, Any] = await _ask(self._kube, "LIST virtualservers", one_page)
+                params["continue"] = token
+            page: dict[str, Any] = await _ask(
+                self._kube,
+                "LIST virtualservers",
+                "GET",
+                path(_ACCOUNTS, PLURAL),
+                params=params,
+                timeout=self._timeout,
+            )
             count += len(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:
@@ -158,23 +145,31 @@ class AccountReader:
 
     async def namespace_labels(self, name: str) -> dict[str, str] | None:
         """The namespace's labels, or None when it does not exist."""
-        ns = await _ask(
+        ns: dict[str, Any] | None = await _ask(
             self._kube,
             f"GET namespaces/{name}",
-            lambda c: _core(c).read_namespace(name, _request_timeout=self._timeout),
+            "GET",
+            path("v1", "namespaces", name=name),
             missing=None,
+            timeout=self._timeout,
         )
-        return None if ns is None else dict(ns.metadata.labels or {})
+        return None if ns is None else _labels(ns)
 
     async def namespaces(self, label_selector: str | None) -> dict[str, dict[str, str]]:
         """The namespaces matching ``label_selector`` (None: every one), with their labels."""
-        kwargs: dict[str, Any] = {"_request_timeout": self._timeout}
-        if label_selector:
-            kwargs["label_selector"] = label_selector
-        listing = await _ask(
-            self._kube, "LIST namespaces", lambda c: _core(c).list_namespace(**kwargs)
+        params: dict[str, str | int] = {"labelSelector": label_selector} if label_selector else {}
+        listing: dict[str, Any] = await _ask(
+            self._kube,
+            "LIST namespaces",
+            "GET",
+            path("v1", "namespaces"),
+            params=params,
+            timeout=self._timeout,
         )
-        return {ns.metadata.name: dict(ns.metadata.labels or {}) for ns in listing.items}
+        return {
+            str((ns.get("metadata") or {}).get("name")): _labels(ns)
+            for ns in listing.get("items") or []
+        }
 
     # --- Secrets --------------------------------------------------------------------------------
 
@@ -184,10 +179,10 @@ class AccountReader:
         """The two keys from the Secret, or :class:`SecretProblem` saying what is wrong."""
         where = f"Secret {namespace}/{name}"
         try:
-            secret = await self._kube.call(
-                lambda c: _core(c).read_namespaced_secret(
-                    name, namespace, _request_timeout=self._timeout
-                )
+            secret = await self._kube.request(
+                "GET",
+                path("v1", "secrets", namespace=namespace, name=name),
+                timeout=self._timeout,
             )
         except KubeReadError:
             raise
@@ -202,7 +197,9 @@ class AccountReader:
                     "accountSecrets value)",
                 ) from None
             raise KubeReadError(describe_failure(f"GET {where}", exc)) from None
-        data = secret.data or {}
+        data = secret.get("data") or {}
+        if not isinstance(data, dict):
+            data = {}
         values = []
         for key in (access_key_key, secret_key_key):
             raw = data.get(key)
@@ -221,3 +218,8 @@ class AccountReader:
                 raise SecretProblem("SecretKeyMissing", f"{where}: key {key!r} is empty")
             values.append(value)
         return SecretKeys(values[0], values[1])
+
+
+def _labels(namespace: dict[str, Any]) -> dict[str, str]:
+    labels = (namespace.get("metadata") or {}).get("labels") or {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}

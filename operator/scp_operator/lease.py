@@ -32,9 +32,17 @@ The rules, in the order they matter:
   changed the ``resourceVersion`` — so lateness alone never stops the operator.
 * **Giving it back.** On a clean stop the holder clears ``holderIdentity`` (guarded by its
   ``resourceVersion``, so it never clears someone else's), and the next instance starts at once.
+* **Shards** (docs/scaling.md). Each shard has its own Lease, ``<name>-shard-<i>-of-<n>``, so
+  the shards run side by side while two processes of one shard never do. Its annotation
+  ``virtualserver.scp.dev/shard-range`` records the uid-hash range the holder owns. A plan
+  change (2 shards becoming 3) would run old and new processes with overlapping ranges for a
+  while, so after taking its own Lease an instance waits (:meth:`LeaseKeeper.wait_alone`) while
+  any live Lease of the same operator — the unsharded ``<name>`` counting as the whole range —
+  holds an overlapping range, and says in its log which one. Its own Lease is renewed meanwhile.
 
-Calls go through ``kubernetes_asyncio`` on the event loop, each with a request timeout (the
-renewal interval, at least 2 s), and a renewal still unanswered at the deadline is cancelled.
+Calls go through the operator's own Kubernetes connection (:mod:`scp_operator.kube_http`) on
+the event loop, each with a request timeout (the renewal interval, at least 2 s), and a
+renewal still unanswered at the deadline is cancelled.
 The keeper has its own small :class:`~scp_operator.kube.KubeClient`, not the readers' one: a
 renewal must never wait for a connection behind a burst of reads (a drain of a thousand
 objects), or the Lease would be lost while the API server is healthy. Nothing here logs
@@ -66,8 +74,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from scp_operator import scope
+from scp_operator import scope, sharding
 from scp_operator.kube import KubeClient
+from scp_operator.kube_http import path
 from scp_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -82,6 +91,13 @@ WAIT_LOG_INTERVAL = 30.0
 DATE_RESOLUTION = 1.0
 #: Seconds a released Lease claims to last (what client-go writes on release).
 RELEASED_DURATION = 1
+#: The uid-hash range a shard's holder owns, on its Lease (``0x…-0x…``).
+RANGE_ANNOTATION = "virtualserver.scp.dev/shard-range"
+#: Why an instance waits for a Lease of another shard plan, verbatim in its log.
+WHY_WAITING_FOR_PLAN = (
+    "an instance of another shard plan still owns part of this shard's range (a plan change in "
+    "progress?); this one waits until it stops or its lease expires"
+)
 
 
 # ---- names and identity ----------------------------------------------------------------------
@@ -182,9 +198,9 @@ def parse_micro_time(value: object) -> float | None:
 
 
 def micro_time(epoch: float) -> datetime.datetime:
-    """Seconds since the epoch as an aware UTC datetime, as the API client serialises it.
+    """Seconds since the epoch as an aware UTC datetime, written with ``datetime.isoformat()``.
 
-    The client writes ``datetime.isoformat()``, which drops a zero fraction, but the API server
+    ``isoformat()`` drops a zero fraction, but the API server
     parses ``MicroTime`` with a mandatory six-digit fraction; a whole second is nudged by 1 µs.
     """
     value = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
@@ -203,6 +219,7 @@ class LeaseRecord:
     acquire_time: float | None
     transitions: int
     resource_version: str
+    shard_range: str | None = None  # the RANGE_ANNOTATION, when present
 
     @property
     def ref(self) -> str:
@@ -214,7 +231,9 @@ class LeaseRecord:
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
         duration = spec.get("leaseDurationSeconds")
+        annotations = meta.get("annotations") or {}
         return cls(
+            shard_range=annotations.get(RANGE_ANNOTATION),
             namespace=str(meta.get("namespace") or ""),
             name=str(meta.get("name") or ""),
             holder=str(spec.get("holderIdentity") or ""),
@@ -255,6 +274,34 @@ def is_expired(
     if record.renew_time is None:
         return False
     return record.renew_time + duration + tolerance < server_now
+
+
+def range_of(record: LeaseRecord, base: str) -> sharding.ShardRange | None:
+    """The uid-hash range ``record``'s holder owns, if it is a Lease of the operator named
+    ``base``; None for any other Lease. Without a readable annotation: the whole space (the
+    unsharded Lease ``base``, or a shard Lease written by hand), since overlap must not be missed.
+    """
+    if record.name != base and not record.name.startswith(f"{base}-shard-"):
+        return None
+    try:
+        return sharding.ShardRange.parse(record.shard_range or "")
+    except sharding.PlanError:
+        return sharding.WHOLE
+
+
+def overlapping(
+    records: Iterable[LeaseRecord], *, base: str, own: str, own_range: sharding.ShardRange
+) -> list[LeaseRecord]:
+    """The held Leases of operator ``base``, other than ``own``, whose range overlaps ours.
+
+    Same-plan shards never overlap (the plan is validated), so what remains is another plan.
+    """
+    found = []
+    for record in records:
+        other = range_of(record, base)
+        if record.name != own and record.holder and other is not None and other.overlaps(own_range):
+            found.append(record)
+    return found
 
 
 def waiting_message(record: LeaseRecord, *, server_now: float, waited: float) -> str:
@@ -342,6 +389,7 @@ class LeaseWrite:
     acquire_time: float
     renew_time: float
     transitions: int
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,6 +412,9 @@ class LeaseApi(Protocol):
     async def replace(self, lease: LeaseWrite) -> Answer:
         """Replace it, guarded by ``lease.resource_version`` (:class:`LeaseConflict` if stale)."""
 
+    async def list(self, namespace: str) -> Answer:
+        """Every Lease of ``namespace`` (a ``LeaseList``: ``items``), to find other shard plans."""
+
     async def aclose(self) -> None:
         """Close the connection pool (the keeper is done)."""
 
@@ -378,8 +429,12 @@ def _status_message(body: object) -> str:
     return str(message or text)[:300]
 
 
+#: The Lease's API group and version.
+LEASES_API = "coordination.k8s.io/v1"
+
+
 class KubeLeaseApi:
-    """:class:`LeaseApi` with ``kubernetes_asyncio`` (in-cluster or kubeconfig).
+    """:class:`LeaseApi` over the operator's own Kubernetes connection (in-cluster or kubeconfig).
 
     Its own :class:`~scp_operator.kube.KubeClient` (see the module's docstring) of two
     connections: the keeper makes one request at a time; the second is headroom, never a queue.
@@ -389,69 +444,63 @@ class KubeLeaseApi:
         self._timeout = timeout
         self._kube = client if client is not None else KubeClient(connections=2)
 
-    async def _call(self, method: str, *args: Any) -> Answer:
-        async def request(api_client: Any) -> tuple[int, bytes, str | None]:
-            from kubernetes_asyncio.client import CoordinationV1Api
-
-            # The raw answer: its Date header teaches the server clock. Unread, the client
-            # neither checks the status nor parses the body, so both are done below.
-            response = await getattr(CoordinationV1Api(api_client), method)(
-                *args, _request_timeout=self._timeout, _preload_content=False
-            )
-            async with response:
-                return response.status, await response.read(), response.headers.get("Date")
-
+    async def _call(
+        self, method: str, namespace: str, name: str | None = None, body: Any = None
+    ) -> Answer:
+        url = path(LEASES_API, "leases", namespace=namespace, name=name)
         try:
-            status, body, date = await self._kube.call(request)
+            # The raw answer: its Date header teaches the server clock.
+            reply = await self._kube.send(method, url, body=body, timeout=self._timeout)
         except Exception as exc:  # connection refused, timeout, bad kubeconfig: no answer
             raise LeaseError(None, f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        if not 200 <= status <= 299:
-            error = LeaseConflict if status == 409 else LeaseError
-            raise error(status, f"HTTP {status}: {_status_message(body)}")
+        if not 200 <= reply.status <= 299:
+            error = LeaseConflict if reply.status == 409 else LeaseError
+            raise error(reply.status, f"HTTP {reply.status}: {_status_message(reply.body)}")
         try:
-            return Answer(json.loads(body), date)
+            return Answer(json.loads(reply.body), reply.date)
         except ValueError:
-            raise LeaseError(None, f"HTTP {status}: the answer is not JSON") from None
+            raise LeaseError(None, f"HTTP {reply.status}: the answer is not JSON") from None
 
     async def aclose(self) -> None:
         await self._kube.aclose()
 
     async def read(self, namespace: str, name: str) -> Answer | None:
         try:
-            return await self._call("read_namespaced_lease", name, namespace)
+            return await self._call("GET", namespace, name)
         except LeaseError as exc:
             if exc.status == 404:
                 return None
             raise
 
     async def create(self, lease: LeaseWrite) -> Answer:
-        return await self._call("create_namespaced_lease", lease.namespace, self._model(lease))
+        return await self._call("POST", lease.namespace, body=self._body(lease))
 
     async def replace(self, lease: LeaseWrite) -> Answer:
-        return await self._call(
-            "replace_namespaced_lease", lease.name, lease.namespace, self._model(lease)
-        )
+        return await self._call("PUT", lease.namespace, lease.name, self._body(lease))
+
+    async def list(self, namespace: str) -> Answer:
+        return await self._call("GET", namespace)
 
     @staticmethod
-    def _model(lease: LeaseWrite) -> Any:
-        from kubernetes_asyncio import client
-
-        return client.V1Lease(
-            api_version="coordination.k8s.io/v1",
-            kind="Lease",
-            metadata=client.V1ObjectMeta(
-                name=lease.name,
-                namespace=lease.namespace,
-                resource_version=lease.resource_version,
-            ),
-            spec=client.V1LeaseSpec(
-                holder_identity=lease.holder,
-                lease_duration_seconds=lease.duration,
-                acquire_time=micro_time(lease.acquire_time),
-                renew_time=micro_time(lease.renew_time),
-                lease_transitions=lease.transitions,
-            ),
-        )
+    def _body(lease: LeaseWrite) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": lease.name, "namespace": lease.namespace}
+        if lease.resource_version:
+            metadata["resourceVersion"] = lease.resource_version
+        if lease.annotations:
+            metadata["annotations"] = dict(lease.annotations)
+        spec: dict[str, Any] = {
+            "holderIdentity": lease.holder,
+            "leaseDurationSeconds": lease.duration,
+            "acquireTime": micro_time(lease.acquire_time).isoformat(),
+            "renewTime": micro_time(lease.renew_time).isoformat(),
+            "leaseTransitions": lease.transitions,
+        }
+        return {
+            "apiVersion": LEASES_API,
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }
 
 
 # ---- the keeper ------------------------------------------------------------------------------
@@ -478,9 +527,11 @@ class LeaseKeeper:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         tolerance: float | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> None:
         self.namespace = namespace
         self.name = name
+        self.annotations = dict(annotations or {})
         self.duration = duration
         self.identity = identity or process_identity()
         self.interval = duration / 3
@@ -553,6 +604,7 @@ class LeaseKeeper:
             acquire_time=acquired,
             renew_time=now,
             transitions=transitions,
+            annotations=self.annotations,
         )
 
     # -- acquire -------------------------------------------------------------------------------
@@ -642,6 +694,74 @@ class LeaseKeeper:
             took_over,
         )
         self._renewer = asyncio.create_task(self._renew_forever(), name=f"lease {self.ref}")
+
+    # -- other shard plans ---------------------------------------------------------------------
+
+    async def wait_alone(self, base: str, own_range: sharding.ShardRange, *, strict: bool) -> None:
+        """Return once no live Lease of operator ``base`` holds a range overlapping ``own_range``.
+
+        Liveness is judged as for this instance's own Lease (:func:`is_expired`: unchanged for a
+        whole duration while watched, or renewed long ago by the API server's clock). Logs what
+        it waits for at most every 30 s. When the Leases cannot be listed, a ``strict`` (sharded)
+        instance keeps trying, while an unsharded one, which needed no such permission before
+        sharding existed, says so once and goes on. Returns at once when this Lease is lost.
+        """
+        seen: dict[str, tuple[str, float]] = {}  # name -> (resourceVersion, first seen at)
+        began = self._monotonic()
+        last_said = -float("inf")
+        while not self.lost.is_set():
+            try:
+                answer = await self.api.list(self.namespace)
+            except LeaseError as exc:
+                if not strict:
+                    logger.warning(
+                        "Cannot list Leases in %s to check for other shard plans (%s); the "
+                        "Helm chart grants list on leases",
+                        self.namespace,
+                        exc.message,
+                    )
+                    return
+                records, error = [], exc.message
+            else:
+                records = [LeaseRecord.from_object(item) for item in answer.obj.get("items") or ()]
+                error = ""
+            now = self._monotonic()
+            live = []
+            for record in overlapping(records, base=base, own=self.name, own_range=own_range):
+                version, since = seen.get(record.name, ("", now))
+                if version != record.resource_version:
+                    since = now
+                seen[record.name] = (record.resource_version, since)
+                if not is_expired(
+                    record,
+                    server_now=self.clock.now(),
+                    unchanged_for=now - since,
+                    tolerance=self.tolerance,
+                    default_duration=self.duration,
+                ):
+                    live.append(record)
+            if not live and not error:
+                return
+            if now - last_said >= WAIT_LOG_INTERVAL:
+                last_said = now
+                if error:
+                    logger.warning(
+                        "Cannot list Leases in %s to check for other shard plans: %s (the "
+                        "operator needs list on leases there). This instance handles nothing "
+                        "until it can.",
+                        self.namespace,
+                        error,
+                    )
+                for record in live:
+                    logger.warning(
+                        "Lease %s (uid hashes %s) is held by %s: %s (waiting for %.0fs)",
+                        record.ref,
+                        range_of(record, base),
+                        record.holder,
+                        WHY_WAITING_FOR_PLAN,
+                        now - began,
+                    )
+            await self._sleep(self.interval)
 
     # -- renew ---------------------------------------------------------------------------------
 
@@ -799,7 +919,9 @@ async def start(
             "(unsafe outside tests)"
         )
         return None
-    key = (settings.lease_namespace, effective_lease_name(settings.lease_name, namespaces))
+    shard = settings.shard
+    base = effective_lease_name(settings.lease_name, namespaces)
+    key = (settings.lease_namespace, base + shard.lease_suffix)
     held = _keepers.get(key)
     if held is not None and held.held:
         return held
@@ -809,7 +931,13 @@ async def start(
         duration=settings.lease_duration,
         api=api,
         on_lost=on_lost if on_lost is not None else (lambda _reason: stop_process()),
+        annotations={RANGE_ANNOTATION: str(shard.range)},
     )
     await keeper.acquire()
+    try:
+        await keeper.wait_alone(base, shard.range, strict=shard.sharded)
+    except BaseException:
+        await keeper.release()
+        raise
     _keepers[key] = keeper
     return keeper

@@ -101,6 +101,7 @@ class DeletionProgress(_Camel):
     last_http_status: int | None = Field(default=None, alias="lastHttpStatus")
     last_message: str | None = Field(default=None, alias="lastMessage")
     accepted_time: str | None = Field(default=None, alias="acceptedTime")
+    next_attempt_time: str | None = Field(default=None, alias="nextAttemptTime")
 
 
 class VirtualServerStatus(_Camel):

@@ -36,6 +36,9 @@ class Subject:
     patch: kopf.Patch
     memo: kopf.Memo  # Kopf's per-object memo: remembers the last event posted
     repeat_interval: float  # SCP_OPERATOR_EVENT_REPEAT_INTERVAL
+    #: Outside Kopf's handlers (the periodic re-read) events are collected here, to be posted
+    #: by the caller once its status write succeeded; None: post through Kopf at once.
+    held_events: list[tuple[bool, str, str]] | None = None
 
 
 def subject(
@@ -132,6 +135,15 @@ def record(
     return before.model_copy(update=changes)
 
 
+def next_attempt(subject: Subject, when: str) -> None:
+    """Write ``status.deletion.nextAttemptTime``, merged into whatever ``status.deletion`` the
+    handler already wrote (a merge patch writes only the fields it names)."""
+    written = subject.patch.status.get("deletion")
+    merged = dict(written) if isinstance(written, dict) else {}
+    merged["nextAttemptTime"] = when
+    subject.patch.status["deletion"] = merged
+
+
 def deletion(subject: Subject, after: DeletionProgress, *, forget_acceptance: bool) -> None:
     """Write ``status.deletion``; ``forget_acceptance`` removes ``acceptedTime`` (an earlier 202
     did not take, so the next attempt DELETEs again)."""
@@ -145,6 +157,9 @@ def deletion(subject: Subject, after: DeletionProgress, *, forget_acceptance: bo
 
 
 def _event(subject: Subject, *, warning: bool, reason: str, message: str) -> None:
+    if subject.held_events is not None:
+        subject.held_events.append((warning, reason, message))
+        return
     events.post(
         subject.body,
         subject.memo,

@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import logging
 
-from scp_operator import metrics
+from scp_operator import metrics, scope
 from scp_operator.backoff import Schedule
 from scp_operator.credentials import CredentialsProvider
 from scp_operator.decision import Timing
@@ -15,6 +15,7 @@ from scp_operator.kube import CrdReader, KubeClient
 from scp_operator.kube_accounts import AccountReader
 from scp_operator.limits import DeletionBudget, RequestLimiter
 from scp_operator.metrics import BlockedTracker
+from scp_operator.orphan_watch import OrphanWatch
 from scp_operator.scp import versions
 from scp_operator.scp.client import ScpClient
 from scp_operator.settings import Settings
@@ -39,10 +40,13 @@ class Runtime:
     account_reader: AccountReader
     kube: KubeClient  # the one Kubernetes client both readers share
     blocked: BlockedTracker = dataclasses.field(default_factory=BlockedTracker)
+    #: Wakes a held deletion's wait when its object turns Orphan (handlers/pacing.py).
+    orphans: OrphanWatch = dataclasses.field(default_factory=lambda: OrphanWatch(enabled=False))
 
     async def aclose(self) -> None:
         """Release network resources: the SCP clients' pools and the Kubernetes client's."""
         try:
+            await self.orphans.aclose()
             await self.accounts.aclose()
             await self.client.aclose()
         finally:
@@ -75,6 +79,9 @@ def build(settings: Settings) -> Runtime:
     )
     budget = DeletionBudget(op.max_deletions_per_window, op.deletion_window)
     kube = KubeClient()  # connects on first use: `scp-operator check` without accounts never does
+    # Namespace patterns have no one place to watch (RBAC may grant only the matching
+    # namespaces): there, a held deletion's wait ends only at its time.
+    watched = scope.watched()
     crd = CrdReader(kube)
     reader = AccountReader(kube)
     return Runtime(
@@ -86,6 +93,7 @@ def build(settings: Settings) -> Runtime:
         accounts=AccountDirectory(settings, client, reader),
         account_reader=reader,
         kube=kube,
+        orphans=OrphanWatch(namespaces=watched, enabled=scope.is_exact(watched)),
     )
 
 

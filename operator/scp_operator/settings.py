@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scp_operator import sharding
 from scp_operator.model import REGION_PATTERN
 from scp_operator.scp import endpoints, versions
 
@@ -181,6 +182,25 @@ class OperatorSettings(BaseSettings):
         le=3600,
         description="Seconds a Lease lasts unrenewed; renewed every third of it.",
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        le=sharding.MAX_SHARDS,
+        description=(
+            "Operator processes sharing the VirtualServers by uid hash (needs the API server's "
+            "ShardedListAndWatch feature gate when above 1); 1: no sharding."
+        ),
+    )
+    shard_index: int = Field(
+        0, ge=0, lt=sharding.MAX_SHARDS, description="This process's shard: 0 to SHARDS-1."
+    )
+    shard_ranges: str = Field(
+        "",
+        description=(
+            "Optional uneven plan: comma-separated 0x…-0x… uid-hash ranges, one per shard, "
+            "covering the hash space exactly once; empty: equal ranges."
+        ),
+    )
 
     account_recheck_interval: float = Field(
         300.0,
@@ -196,6 +216,15 @@ class OperatorSettings(BaseSettings):
             "Seconds between periodic re-reads of each server's state from SCP; 0 disables them."
         ),
     )
+    kube_connections: int = Field(
+        16,
+        ge=4,
+        le=256,
+        description=(
+            "Connections Kopf may open to the Kubernetes API for its requests (patches, events, "
+            "lists), besides one per watch stream."
+        ),
+    )
 
     @field_validator("resync_interval")
     @classmethod
@@ -205,6 +234,34 @@ class OperatorSettings(BaseSettings):
         if 0 < value < 30:
             raise ValueError("must be 0 (off) or between 30 and 86400 seconds")
         return value
+
+    @model_validator(mode="after")
+    def _shard_plan(self) -> OperatorSettings:
+        """A plan with a gap leaves objects nobody deletes, an overlap gives some to two
+        processes: refused at startup, naming the variable and the exact gap or overlap."""
+        if self.shard_index >= self.shards:
+            raise ValueError(
+                f"SCP_OPERATOR_SHARD_INDEX: {self.shard_index} is not below "
+                f"SCP_OPERATOR_SHARDS ({self.shards})"
+            )
+        try:
+            sharding.plan(self.shards, self.shard_index, self.shard_ranges)
+        except sharding.PlanError as exc:
+            raise ValueError(f"SCP_OPERATOR_SHARD_RANGES: {exc}") from None
+        # A Lease name's limit, whichever shard this is: every shard of the plan must fit.
+        longest = sharding.plan(self.shards, self.shards - 1, self.shard_ranges).lease_suffix
+        room = 253 - len("-ns-0123456789") - len(longest)
+        if self.lease_name and len(self.lease_name) > room:
+            raise ValueError(
+                f"SCP_OPERATOR_LEASE_NAME: at most {room} characters with "
+                f"SCP_OPERATOR_SHARDS={self.shards} (the shard's Lease name adds a suffix)"
+            )
+        return self
+
+    @property
+    def shard(self) -> sharding.Shard:
+        """This process's shard (the whole hash space when not sharded)."""
+        return sharding.plan(self.shards, self.shard_index, self.shard_ranges)
 
     @model_validator(mode="after")
     def _caps(self) -> OperatorSettings:

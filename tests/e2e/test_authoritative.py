@@ -167,15 +167,27 @@ def create_then_delete(control_plane: ControlPlane) -> Callable[[str, dict[str, 
     connected: closer than two kubectl processes can)."""
 
     async def pair(namespace: str, created: dict[str, Any], deleted: str) -> None:
-        from kubernetes_asyncio import client, config
+        from scp_operator import kube_http
 
-        kubeconfig = str(control_plane.kubeconfig)
-        async with await config.new_client_from_config(config_file=kubeconfig) as api_client:
-            api = client.CustomObjectsApi(api_client)
-            where = (constants.GROUP, constants.VERSION, namespace, constants.PLURAL)
-            await api.list_namespaced_custom_object(*where, limit=1)  # connected first
-            await api.create_namespaced_custom_object(*where, created)
-            await api.delete_namespaced_custom_object(*where, deleted)
+        async def login() -> Any:
+            import kopf
+
+            return kopf.ConnectionInfo(
+                server=control_plane.server,
+                ca_path=str(control_plane.ca_file),
+                token=control_plane.admin_token,
+            )
+
+        conn = kube_http.Connection(login=login)
+        collection = kube_http.path(
+            f"{constants.GROUP}/{constants.VERSION}", constants.PLURAL, namespace=namespace
+        )
+        try:
+            await conn.request("GET", collection, params={"limit": 1})  # connected first
+            await conn.request("POST", collection, body=created)
+            await conn.request("DELETE", f"{collection}/{deleted}")
+        finally:
+            await conn.aclose()
 
     def run(namespace: str, created: dict[str, Any], deleted: str) -> None:
         asyncio.run(pair(namespace, created, deleted))

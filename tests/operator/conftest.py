@@ -17,7 +17,6 @@ from typing import Any
 
 import kmock
 import kopf
-import kubernetes_asyncio.config.kube_config
 import pytest
 import yaml
 
@@ -96,10 +95,6 @@ def k8s(kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.Mon
         )
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    # Kopf logs in through kubernetes_asyncio, which reads $KUBECONFIG once, at import time.
-    monkeypatch.setattr(
-        kubernetes_asyncio.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
-    )
     return kmock
 
 
@@ -127,6 +122,26 @@ def posted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         real(body, type=type, reason=reason, message=message)
 
     monkeypatch.setattr(events.kopf, "event", spy)
+
+    # The periodic re-read posts its events itself (scp_operator.handlers.resync), not via Kopf.
+    from scp_operator import kube_status
+
+    real_post = kube_status.post_event
+
+    async def post_spy(
+        kube: Any, involved: Any, *, warning: bool, reason: str, message: str
+    ) -> None:
+        log.append(
+            {
+                "name": (involved.get("metadata") or {}).get("name"),
+                "type": "Warning" if warning else "Normal",
+                "reason": reason,
+                "message": message,
+            }
+        )
+        await real_post(kube, involved, warning=warning, reason=reason, message=message)
+
+    monkeypatch.setattr(kube_status, "post_event", post_spy)
     return log
 
 

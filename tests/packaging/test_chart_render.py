@@ -119,7 +119,7 @@ def _lease_rbac(manifests: list[dict[str, Any]]) -> tuple[str, list[str]]:
     (named,) = [r for r in role["rules"] if "resourceNames" in r]
     assert sorted(named["verbs"]) == ["get", "update"]
     (create,) = [r for r in role["rules"] if "resourceNames" not in r]
-    assert create["verbs"] == ["create"]
+    assert create["verbs"] == ["create", "list"]  # list: other shard plans (docs/scaling.md)
     return role["metadata"]["namespace"], named["resourceNames"]
 
 
@@ -758,3 +758,97 @@ def test_resync_interval_reaches_the_operator(helm: HelmFn, tmp_path: Path) -> N
         find(manifests, "ConfigMap", "scp-scp-operator")["data"]["SCP_OPERATOR_RESYNC_INTERVAL"]
         == "120"
     )
+
+
+# ---- sharding (docs/scaling.md) -----------------------------------------------------------------
+
+SHARD_LABEL = "virtualserver.scp.dev/shard"
+
+
+def _deployments(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in manifests if m["kind"] == "Deployment"]
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_one_shard_renders_the_single_deployment_as_before(helm: HelmFn, tmp_path: Path) -> None:
+    manifests = render(helm, values_file(tmp_path, "one", {}))
+    (deployment,) = _deployments(manifests)
+    assert deployment["metadata"]["name"] == "scp-scp-operator"
+    assert SHARD_LABEL not in deployment["spec"]["selector"]["matchLabels"]
+    env = {e["name"] for e in _container(manifests)["env"]}
+    assert "SCP_OPERATOR_SHARD_INDEX" not in env
+    data = find(manifests, "ConfigMap")["data"]
+    assert (data["SCP_OPERATOR_SHARDS"], data["SCP_OPERATOR_SHARD_RANGES"]) == ("1", "")
+
+
+def test_shards_render_one_deployment_each_selecting_only_its_own_pods(
+    helm: HelmFn, tmp_path: Path
+) -> None:
+    manifests = render(helm, values_file(tmp_path, "three", {"sharding": {"shards": 3}}))
+    deployments = _deployments(manifests)
+    assert [d["metadata"]["name"] for d in deployments] == [
+        f"scp-scp-operator-shard-{i}" for i in range(3)
+    ]
+    pods = [d["spec"]["template"]["metadata"]["labels"] for d in deployments]
+    for index, deployment in enumerate(deployments):
+        spec = deployment["spec"]
+        assert spec["replicas"] == 1
+        assert spec["strategy"] == {"type": "Recreate"}
+        selector = spec["selector"]["matchLabels"]
+        assert selector[SHARD_LABEL] == str(index)
+        # Each Deployment owns exactly its own shard's pods.
+        assert [_selects(selector, labels) for labels in pods] == [i == index for i in range(3)]
+        (container,) = spec["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["SCP_OPERATOR_SHARD_INDEX"] == str(index)
+    # The metrics Service (and so the ServiceMonitor) reaches every shard's pod.
+    service = find(manifests, "Service")
+    assert all(_selects(service["spec"]["selector"], labels) for labels in pods)
+    data = find(manifests, "ConfigMap")["data"]
+    assert data["SCP_OPERATOR_SHARDS"] == "3"
+    # Each shard may get and renew its own Lease.
+    _, names = _lease_rbac(manifests)
+    assert names == [f"{CLUSTER_LEASE}-shard-{i}-of-3" for i in range(3)]
+
+
+@pytest.mark.parametrize(("budget", "shards", "each"), [(10, 3, "4"), (9, 3, "3"), (0, 4, "0")])
+def test_the_deletion_budget_is_divided_among_shards_rounded_up(
+    helm: HelmFn, tmp_path: Path, budget: int, shards: int, each: str
+) -> None:
+    values = {"sharding": {"shards": shards}, "operator": {"maxDeletionsPerWindow": budget}}
+    data = find(render(helm, values_file(tmp_path, "b", values)), "ConfigMap")["data"]
+    assert data["SCP_OPERATOR_MAX_DELETIONS_PER_WINDOW"] == each
+
+
+def test_an_uneven_plan_reaches_every_shard(helm: HelmFn, tmp_path: Path) -> None:
+    ranges = ["0x0000000000000000-0x4000000000000000", "0x4000000000000000-0x10000000000000000"]
+    values = {"sharding": {"shards": 2, "ranges": ranges}}
+    data = find(render(helm, values_file(tmp_path, "r", values)), "ConfigMap")["data"]
+    assert data["SCP_OPERATOR_SHARD_RANGES"] == ",".join(ranges)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"sharding": {"shards": 0}}, "at '/sharding/shards': minimum"),
+        ({"sharding": {"shards": 65}}, "at '/sharding/shards': maximum"),
+        ({"sharding": {"shards": "2"}}, "at '/sharding/shards': got string"),
+        ({"sharding": {"ranges": ["0x0-0x8"]}}, "at '/sharding/ranges/0'"),
+        ({"sharding": {"replicas": 2}}, "additional properties 'replicas' not allowed"),
+        (
+            {"sharding": {"shards": 3, "ranges": ["0x0000000000000000-0x10000000000000000"]}},
+            "sharding.ranges: 1 range(s) given for sharding.shards=3",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else json.dumps(v, sort_keys=True)[:60],
+)
+def test_bad_sharding_values_are_refused(
+    helm: HelmFn, tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    path = values_file(tmp_path, "bad", values)
+    result = helm("template", "scp", str(CHART), "-f", str(path), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr

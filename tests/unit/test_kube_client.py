@@ -1,6 +1,6 @@
 """The operator's own Kubernetes calls (scp_operator.kube, kube_accounts, lease.KubeLeaseApi).
 
-They run through the real ``kubernetes_asyncio`` client and its aiohttp pool, against a small
+They run through the operator's real connection (scp_operator.kube_http: aiohttp), against a small
 HTTP server on 127.0.0.1 that answers like the API server would (status codes, ``Status``
 bodies, list pages, ``Date``): what is checked is how each answer becomes a fact or an error,
 that no failure reads as "nothing there", the JSON-patch guard, the pool bound and the request
@@ -16,14 +16,13 @@ import copy
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from kubernetes_asyncio.client import Configuration
 
 from scp_operator import constants
 from scp_operator.crd_state import CrdState
@@ -115,10 +114,10 @@ async def api() -> AsyncIterator[FakeApiServer]:
 def kube_for(url: str, connections: int = 8) -> KubeClient:
     """A client of ``url`` (what in-cluster or kubeconfig loading would produce)."""
 
-    async def configure() -> Any:
-        return Configuration(host=url)
+    async def login() -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=url)
 
-    return KubeClient(connections=connections, configure=configure)
+    return KubeClient(connections=connections, login=login)
 
 
 @pytest.fixture
@@ -174,10 +173,10 @@ async def test_an_api_server_that_cannot_be_reached_is_unknown_and_an_error() ->
 
 
 async def test_a_configuration_that_cannot_be_loaded_is_unknown_and_an_error() -> None:
-    async def no_config() -> Any:
+    async def no_config() -> kopf.ConnectionInfo:
         raise RuntimeError("no kubeconfig")
 
-    kube = KubeClient(configure=no_config)
+    kube = KubeClient(login=no_config)
     assert await CrdReader(kube).state() is CrdState.UNKNOWN
     with pytest.raises(KubeReadError, match="failed: RuntimeError"):
         await CrdReader(kube).naming("abc")
@@ -556,37 +555,6 @@ async def test_a_lease_request_without_an_answer_is_an_error_without_a_status(
     finally:
         await leases.aclose()
     assert raised.value.status is None
-
-
-# ---- configuration ----------------------------------------------------------------------------
-
-
-async def test_outside_a_cluster_the_kubeconfig_named_now_is_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """$KUBECONFIG is read when the client connects, not when the library was imported."""
-    import kubernetes_asyncio.config  # imported before $KUBECONFIG changes, as in the operator
-
-    from scp_operator.kube import load_configuration
-
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "here",
-                "clusters": [{"name": "here", "cluster": {"server": "https://127.0.0.1:6443"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "here", "context": {"cluster": "here", "user": "u"}}],
-            }
-        )
-    )
-    assert str(kubeconfig) != kubernetes_asyncio.config.KUBE_CONFIG_DEFAULT_LOCATION
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in a pod
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    configuration = await load_configuration()
-    assert configuration.host == "https://127.0.0.1:6443"
 
 
 # ---- the runtime's close path -----------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from scp_operator import lease
+from scp_operator import lease, sharding
 from scp_operator.lease import (
     WHY_WAITING,
     Answer,
@@ -306,10 +306,20 @@ class FakeLeaseApi:
         self.spec: dict[str, Any] | None = None
         self.version = 0
         self.writes: list[LeaseWrite] = []
-        self.errors: dict[str, list[LeaseError]] = {"read": [], "create": [], "replace": []}
+        self.errors: dict[str, list[LeaseError]] = {
+            "read": [],
+            "create": [],
+            "replace": [],
+            "list": [],
+        }
         self.on_read: Callable[[], None] | None = None
         self.before_write: Callable[[], None] | None = None
         self.closed = 0
+        self.name = NAME  # the one Lease this fake keeps
+        self.annotations: dict[str, str] = {}
+        self.others: list[dict[str, Any]] = []  # other Leases of the namespace, for list()
+        self.on_list: Callable[[], None] | None = None
+        self.lists = 0
 
     def server_now(self) -> float:
         return self.time.wall + self.server_skew
@@ -339,7 +349,12 @@ class FakeLeaseApi:
     def _answer(self) -> Answer:
         assert self.spec is not None
         obj = {
-            "metadata": {"name": NAME, "namespace": NS, "resourceVersion": str(self.version)},
+            "metadata": {
+                "name": self.name,
+                "namespace": NS,
+                "resourceVersion": str(self.version),
+                "annotations": dict(self.annotations),
+            },
             "spec": copy.deepcopy(self.spec),
         }
         return Answer(obj, http_date(self.server_now()))
@@ -349,14 +364,16 @@ class FakeLeaseApi:
             raise self.errors[method].pop(0)
 
     async def read(self, namespace: str, name: str) -> Answer | None:
-        assert (namespace, name) == (NS, NAME)
+        assert (namespace, name) == (NS, self.name)
         if self.on_read is not None:
             self.on_read()
         self._fail("read")
         return None if self.spec is None else self._answer()
 
     def _store(self, lease: LeaseWrite) -> Answer:
+        assert lease.name == self.name
         self.writes.append(lease)
+        self.annotations = dict(lease.annotations)
         self.spec = {
             "holderIdentity": lease.holder,
             "leaseDurationSeconds": lease.duration,
@@ -385,6 +402,17 @@ class FakeLeaseApi:
             raise LeaseConflict(409, "HTTP 409: the object has been modified")
         return self._store(lease)
 
+    async def list(self, namespace: str) -> Answer:
+        assert namespace == NS
+        self.lists += 1
+        if self.on_list is not None:
+            self.on_list()
+        self._fail("list")
+        items = [copy.deepcopy(o) for o in self.others]
+        if self.spec is not None:
+            items.append(self._answer().obj)
+        return Answer({"items": items}, http_date(self.server_now()))
+
     async def aclose(self) -> None:
         self.closed += 1
 
@@ -408,7 +436,7 @@ async def keepers(clock: FakeTime, api: FakeLeaseApi) -> AsyncIterator[Callable[
     def make(identity: str = "me/1/000001", **kwargs: Any) -> LeaseKeeper:
         keeper = LeaseKeeper(
             namespace=NS,
-            name=NAME,
+            name=kwargs.pop("name", NAME),
             duration=kwargs.pop("duration", 15),
             identity=identity,
             api=api,
@@ -682,3 +710,194 @@ async def test_a_keeper_cancelled_while_waiting_closes_its_connection(
         await waiting
     assert api.closed == 1
     assert api.holder == "other/9/000009"
+
+
+# ---- shards: one Lease each, and no overlap with another plan ---------------------------------
+
+
+def other_lease(
+    name: str, holder: str, shard_range: str | None, *, renewed: float, version: int = 1
+) -> dict[str, Any]:
+    """Another instance's Lease, as the API server lists it."""
+    annotations = {} if shard_range is None else {lease.RANGE_ANNOTATION: shard_range}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "resourceVersion": str(version),
+            "annotations": annotations,
+        },
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": 15,
+            "renewTime": fmt(renewed),
+            "acquireTime": fmt(renewed),
+        },
+    }
+
+
+def keep_renewing(api: FakeLeaseApi, index: int) -> Callable[[], None]:
+    """``api.others[index]`` is renewed before every list: its holder is alive."""
+
+    def renew() -> None:
+        other = api.others[index]
+        other["metadata"]["resourceVersion"] = str(int(other["metadata"]["resourceVersion"]) + 1)
+        other["spec"]["renewTime"] = fmt(api.server_now())
+
+    return renew
+
+
+OLD_SHARD_1_OF_2 = "0x8000000000000000-0x10000000000000000"
+
+
+async def test_each_shard_takes_its_own_lease_and_records_its_range(
+    api: FakeLeaseApi, clock: FakeTime
+) -> None:
+    settings = OperatorSettings(lease_namespace=NS, lease_name=NAME, shards=3, shard_index=1)
+    api.name = f"{NAME}-shard-1-of-3"
+    keeper = await lease.start(settings, [], on_lost=lambda _reason: None, api=api)
+    assert keeper is not None
+    try:
+        assert keeper.name == f"{NAME}-shard-1-of-3"
+        assert api.annotations == {lease.RANGE_ANNOTATION: "0x5555555555555555-0xaaaaaaaaaaaaaaaa"}
+        assert api.lists >= 1  # it looked for other plans before becoming active
+    finally:
+        await keeper.release()
+
+
+async def test_a_shard_waits_while_a_live_lease_of_another_plan_overlaps_and_says_so(
+    keepers: Callable[..., LeaseKeeper],
+    api: FakeLeaseApi,
+    clock: FakeTime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An upgrade from 2 to 3 shards: new shard 1 of 3 overlaps old shard 1 of 2."""
+    caplog.set_level(logging.WARNING, logger="scp_operator.lease")
+    api.name = f"{NAME}-shard-1-of-3"
+    api.others = [
+        other_lease(f"{NAME}-shard-1-of-2", "old/1/aaaaaa", OLD_SHARD_1_OF_2, renewed=clock.wall)
+    ]
+    api.on_list = keep_renewing(api, 0)
+    keeper = keepers(name=f"{NAME}-shard-1-of-3")
+    await keeper.acquire()
+    own = sharding.plan(3, 1).range
+    waiting = asyncio.ensure_future(keeper.wait_alone(NAME, own, strict=True))
+    await run_until(lambda: api.lists >= 10)
+    assert not waiting.done()  # ten looks, the old holder alive each time: still waiting
+    assert f"{NS}/{NAME}-shard-1-of-2" in caplog.text
+    assert "old/1/aaaaaa" in caplog.text
+    assert lease.WHY_WAITING_FOR_PLAN in caplog.text
+    api.on_list = None
+    api.others[0]["spec"]["holderIdentity"] = ""  # the old process stopped and gave it back
+    await asyncio.wait_for(waiting, timeout=5)
+
+
+async def test_an_overlapping_lease_nobody_renews_stops_counting_after_its_duration(
+    keepers: Callable[..., LeaseKeeper], api: FakeLeaseApi, clock: FakeTime
+) -> None:
+    api.others = [
+        other_lease(f"{NAME}-shard-1-of-2", "killed/1/aaaaaa", OLD_SHARD_1_OF_2, renewed=clock.wall)
+    ]
+    keeper = keepers()
+    await keeper.acquire()
+    began = clock.mono
+    await asyncio.wait_for(keeper.wait_alone(NAME, sharding.WHOLE, strict=True), timeout=5)
+    assert clock.mono - began > 15  # it waited out the old holder's lease duration
+
+
+async def test_leases_of_another_plan_that_do_not_overlap_and_other_operators_are_ignored(
+    keepers: Callable[..., LeaseKeeper], api: FakeLeaseApi, clock: FakeTime
+) -> None:
+    api.name = f"{NAME}-shard-0-of-3"
+    api.others = [
+        other_lease(f"{NAME}-shard-1-of-2", "old/1/a", OLD_SHARD_1_OF_2, renewed=clock.wall),
+        other_lease("someone-else", "x/1/b", None, renewed=clock.wall),
+        other_lease(f"{NAME}-ns-0123456789", "ns/1/c", None, renewed=clock.wall),
+    ]
+    api.on_list = keep_renewing(api, 0)
+    keeper = keepers(name=f"{NAME}-shard-0-of-3")
+    await keeper.acquire()
+    await asyncio.wait_for(
+        keeper.wait_alone(NAME, sharding.plan(3, 0).range, strict=True), timeout=5
+    )
+    assert api.lists == 1  # one look was enough: nothing to wait for
+
+
+async def test_the_unsharded_lease_counts_as_the_whole_range(
+    keepers: Callable[..., LeaseKeeper], api: FakeLeaseApi, clock: FakeTime
+) -> None:
+    """From 1 to 3 shards: the old single instance's Lease has no range annotation."""
+    api.name = f"{NAME}-shard-2-of-3"
+    api.others = [other_lease(NAME, "single/1/a", None, renewed=clock.wall)]
+    api.on_list = keep_renewing(api, 0)
+    keeper = keepers(name=f"{NAME}-shard-2-of-3")
+    await keeper.acquire()
+    waiting = asyncio.ensure_future(keeper.wait_alone(NAME, sharding.plan(3, 2).range, strict=True))
+    await run_until(lambda: api.lists >= 5)
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
+async def test_an_unsharded_instance_waits_for_live_shards(
+    keepers: Callable[..., LeaseKeeper], api: FakeLeaseApi, clock: FakeTime
+) -> None:
+    """From 3 shards back to 1: the single instance waits for the shards still running."""
+    api.others = [
+        other_lease(
+            f"{NAME}-shard-2-of-3", "s2/1/a", str(sharding.plan(3, 2).range), renewed=clock.wall
+        )
+    ]
+    api.on_list = keep_renewing(api, 0)
+    keeper = keepers()
+    await keeper.acquire()
+    waiting = asyncio.ensure_future(keeper.wait_alone(NAME, sharding.WHOLE, strict=False))
+    await run_until(lambda: api.lists >= 5)
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
+async def test_without_list_permission_a_shard_waits_and_an_unsharded_instance_goes_on(
+    keepers: Callable[..., LeaseKeeper],
+    api: FakeLeaseApi,
+    clock: FakeTime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="scp_operator.lease")
+    keeper = keepers()
+    await keeper.acquire()
+    api.errors["list"] = [LeaseError(403, "HTTP 403: forbidden")]
+    await asyncio.wait_for(keeper.wait_alone(NAME, sharding.WHOLE, strict=False), timeout=5)
+    assert "Cannot list Leases" in caplog.text
+    api.errors["list"] = [LeaseError(403, "HTTP 403: forbidden") for _ in range(3)]
+    lists = api.lists
+    await asyncio.wait_for(keeper.wait_alone(NAME, sharding.WHOLE, strict=True), timeout=5)
+    assert api.lists == lists + 4  # three refusals waited out, then a clean answer
+    assert "handles nothing until it can" in caplog.text
+
+
+def test_the_range_annotation_is_written_with_the_lease() -> None:
+    write = LeaseWrite(
+        namespace=NS,
+        name=f"{NAME}-shard-0-of-2",
+        resource_version=None,
+        holder="me/1/a",
+        duration=15,
+        acquire_time=T0,
+        renew_time=T0,
+        transitions=0,
+        annotations={lease.RANGE_ANNOTATION: "0x0000000000000000-0x8000000000000000"},
+    )
+    body = lease.KubeLeaseApi._body(write)
+    assert body["metadata"]["annotations"] == {
+        lease.RANGE_ANNOTATION: "0x0000000000000000-0x8000000000000000"
+    }
+
+
+def test_a_shard_lease_without_a_readable_range_counts_as_the_whole_space() -> None:
+    record = LeaseRecord.from_object(other_lease(f"{NAME}-shard-0-of-2", "h", "junk", renewed=T0))
+    assert lease.range_of(record, NAME) == sharding.WHOLE
+    assert lease.range_of(record, "another-operator") is None

@@ -153,3 +153,99 @@ def test_resync_interval_outside_off_or_30_to_86400_names_the_variable(
     monkeypatch.setenv("SCP_OPERATOR_RESYNC_INTERVAL", value)
     with pytest.raises(settings.SettingsError, match=r"^SCP_OPERATOR_RESYNC_INTERVAL: "):
         settings.load()
+
+
+# ---- sharding (docs/scaling.md) -----------------------------------------------------------------
+
+
+def test_no_sharding_by_default() -> None:
+    shard = settings.load().operator.shard
+    assert (shard.index, shard.count, shard.sharded) == (0, 1, False)
+    assert shard.selector() is None
+
+
+def test_shards_and_index_give_equal_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCP_OPERATOR_SHARDS", "2")
+    monkeypatch.setenv("SCP_OPERATOR_SHARD_INDEX", "1")
+    shard = settings.load().operator.shard
+    assert str(shard.range) == "0x8000000000000000-0x10000000000000000"
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "detail"),
+    [
+        ({"SCP_OPERATOR_SHARDS": "0"}, "SCP_OPERATOR_SHARDS", "greater than or equal to 1"),
+        ({"SCP_OPERATOR_SHARDS": "65"}, "SCP_OPERATOR_SHARDS", "less than or equal to 64"),
+        (
+            {"SCP_OPERATOR_SHARDS": "3", "SCP_OPERATOR_SHARD_INDEX": "3"},
+            "SCP_OPERATOR_SHARD_INDEX",
+            "3 is not below SCP_OPERATOR_SHARDS (3)",
+        ),
+        (
+            {
+                "SCP_OPERATOR_SHARDS": "2",
+                "SCP_OPERATOR_SHARD_RANGES": "0x0000000000000000-0x7000000000000000,"
+                "0x8000000000000000-0x10000000000000000",
+            },
+            "SCP_OPERATOR_SHARD_RANGES",
+            "gap 0x7000000000000000-0x8000000000000000",
+        ),
+        (
+            {
+                "SCP_OPERATOR_SHARDS": "2",
+                "SCP_OPERATOR_SHARD_RANGES": "0x0000000000000000-0x9000000000000000,"
+                "0x8000000000000000-0x10000000000000000",
+            },
+            "SCP_OPERATOR_SHARD_RANGES",
+            "overlap 0x8000000000000000-0x9000000000000000",
+        ),
+        (
+            {
+                "SCP_OPERATOR_SHARDS": "2",
+                "SCP_OPERATOR_SHARD_RANGES": "0x0000000000000000-0x10000000000000000",
+            },
+            "SCP_OPERATOR_SHARD_RANGES",
+            "1 range(s) given for 2 shard(s)",
+        ),
+        (
+            {"SCP_OPERATOR_SHARDS": "2", "SCP_OPERATOR_SHARD_RANGES": "0x0-0x8,0x8-0x10"},
+            "SCP_OPERATOR_SHARD_RANGES",
+            "exactly 16 lowercase hex digits",
+        ),
+        (
+            {"SCP_OPERATOR_SHARDS": "64", "SCP_OPERATOR_LEASE_NAME": "a" * 239},
+            "SCP_OPERATOR_LEASE_NAME",
+            "at most 224 characters",
+        ),
+    ],
+)
+def test_a_bad_shard_plan_is_refused_naming_the_variable_and_the_problem(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str, detail: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(settings.SettingsError) as refused:
+        settings.load()
+    assert named in str(refused.value)
+    assert detail in str(refused.value)
+
+
+def test_an_uneven_plan_gives_each_shard_its_listed_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCP_OPERATOR_SHARDS", "2")
+    monkeypatch.setenv("SCP_OPERATOR_SHARD_INDEX", "0")
+    monkeypatch.setenv(
+        "SCP_OPERATOR_SHARD_RANGES",
+        "0x0000000000000000-0x4000000000000000, 0x4000000000000000-0x10000000000000000",
+    )
+    shard = settings.load().operator.shard
+    assert str(shard.range) == "0x0000000000000000-0x4000000000000000"
+
+
+def test_kube_connections_default_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings.load().operator.kube_connections == 16
+    monkeypatch.setenv("SCP_OPERATOR_KUBE_CONNECTIONS", "4")
+    assert settings.load().operator.kube_connections == 4
+    for bad in ("3", "257", "many"):
+        monkeypatch.setenv("SCP_OPERATOR_KUBE_CONNECTIONS", bad)
+        with pytest.raises(settings.SettingsError, match=r"^SCP_OPERATOR_KUBE_CONNECTIONS: "):
+            settings.load()

@@ -9,6 +9,8 @@ import collections
 import dataclasses
 import os
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,8 +23,8 @@ from scp_emulator.testing import ThreadedEmulator
 from scp_operator import constants
 from scp_operator.settings import OperatorSettings
 from scp_testenv import ControlPlane, free_port
-from scp_testenv.operator_process import OperatorProcess
-from tools.bench import REPO, procfs
+from scp_testenv.operator_process import OperatorProcess, OperatorProcessError
+from tools.bench import REPO, plain_operator, procfs
 from tools.bench.kube import AuditLog, Kube, vs_path
 
 OPERATOR_USER = "scp-bench-operator"
@@ -80,6 +82,49 @@ class BenchOperator(OperatorProcess):
     ready_at: float | None = None  # when start() returned (ready line seen, plus Kopf's 1 s)
     audit_offset: int = 0
     log_offset: int = 0
+    rss: procfs.RssSampler | None = None  # when started with rss_every
+
+
+class PlainOperator(BenchOperator):
+    """The drain's baseline: ``kopf run --standalone`` on :mod:`tools.bench.plain_operator`.
+
+    Same identity (so the audit log counts its requests too), same emulator, one namespace like
+    the operator (with ``--all-namespaces`` it would also grab the objects other sections left
+    behind, e.g. the blocked section's locked ones).
+    """
+
+    def spawn(self) -> None:
+        kopf = Path(sys.executable).parent / "kopf"
+        args = [str(kopf), "run", "--standalone", *self.extra_args]
+        args += [f"--namespace={ns}" for ns in self.namespaces]
+        args.append(plain_operator.__file__)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SCP_")}
+        # The module imports scp_operator (its signer): found as the harness finds it, also
+        # without an editable install.
+        path = str(REPO / "operator")
+        env = {**base, "KUBECONFIG": str(self.kubeconfig), "PYTHONPATH": path, **self.env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """As the operator's, on the plain operator's own ready line."""
+        assert self.proc is not None, "spawn() first"
+        deadline = time.monotonic() + timeout
+        while plain_operator.READY_LINE not in self.log():
+            if self.proc.poll() is not None:
+                raise OperatorProcessError(
+                    f"plain operator exited {self.proc.returncode}:\n{self.tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise OperatorProcessError(
+                    f"plain operator not ready in {timeout}s:\n{self.tail()}"
+                )
+            time.sleep(0.1)
+        time.sleep(1.0)  # as the operator: Kopf lists and watches after the startup handlers
 
 
 @dataclasses.dataclass
@@ -150,9 +195,9 @@ class Bench:
             raise RuntimeError("no client")
         return self.kube
 
-    def meter(self, operator: OperatorProcess | None = None) -> procfs.LoadMeter:
+    def meter(self, *operators: OperatorProcess) -> procfs.LoadMeter:
         """A started CPU meter over the benchmark's processes: this one (harness + emulator
-        thread), kube-apiserver, etcd and, if given, the operator."""
+        thread), kube-apiserver, etcd and the given operator processes (one per shard)."""
         groups: dict[str, list[int]] = {"harness+emulator": [os.getpid()]}
         for pid in procfs.pids_mentioning(str(self.cp.workdir)):
             if pid == os.getpid():
@@ -161,8 +206,9 @@ class Bench:
             groups.setdefault("etcd" if name.startswith("etcd") else "kube-apiserver", []).append(
                 pid
             )
-        if operator is not None and operator.proc is not None:
-            groups["operator"] = [operator.proc.pid]
+        pids = [op.proc.pid for op in operators if op.proc is not None]
+        if pids:
+            groups["operator"] = pids
         return procfs.LoadMeter(groups).start()
 
     def connections(self, operator: OperatorProcess) -> dict[str, int]:
@@ -225,17 +271,70 @@ class Bench:
         env.update(extra)
         return env
 
-    async def start_operator(self, namespace: str, tag: str, **extra: str) -> BenchOperator:
+    @property
+    def supports_shards(self) -> bool:
+        """Whether this operator version has ``SCP_OPERATOR_SHARDS``/``_SHARD_INDEX``."""
+        return {"shards", "shard_index"} <= set(self.operator_settings)
+
+    async def start_operator(
+        self,
+        namespace: str,
+        tag: str,
+        env: dict[str, str] | None = None,
+        rss_every: float | None = None,
+    ) -> BenchOperator:
+        """One operator process (ready when this returns); ``rss_every``: sample its RSS from
+        the moment it is spawned (``proc.rss``), imports and all."""
         proc = BenchOperator(
             kubeconfig=self.cp.kubeconfig_for(OPERATOR_USER),
             log_path=self.workdir / f"operator-{tag}.log",
-            env=self.operator_env(**extra),
+            env=self.operator_env(**(env or {})),
             namespaces=[namespace],
         )
+        return await self._start(proc, rss_every)
+
+    async def start_shards(self, namespace: str, tag: str, shards: int) -> list[BenchOperator]:
+        """``shards`` operator processes, shard i of ``shards`` each (all started at once, each
+        with its own metrics port; each takes its own Lease). One shard: no shard settings, the
+        operator as shipped."""
+        if shards == 1:
+            return [await self.start_operator(namespace, tag)]
+        extra = [
+            {"SCP_OPERATOR_SHARDS": str(shards), "SCP_OPERATOR_SHARD_INDEX": str(i)}
+            for i in range(shards)
+        ]
+        return list(
+            await asyncio.gather(
+                *(
+                    self.start_operator(namespace, f"{tag}-shard{i}", env)
+                    for i, env in enumerate(extra)
+                )
+            )
+        )
+
+    async def start_plain(self, namespace: str, tag: str) -> BenchOperator:
+        """The plain Kopf baseline (:mod:`tools.bench.plain_operator`) on one namespace."""
+        proc = PlainOperator(
+            kubeconfig=self.cp.kubeconfig_for(OPERATOR_USER),
+            log_path=self.workdir / f"plain-{tag}.log",
+            env={
+                "SCP_ENDPOINT": self.emu.url,
+                "SCP_ACCESS_KEY": self.emu.access_key,
+                "SCP_SECRET_KEY": self.emu.secret_key,
+                "SCP_BENCH_CONCURRENCY": str(self.options.concurrency),
+            },
+            namespaces=[namespace],
+        )
+        return await self._start(proc)
+
+    async def _start(self, proc: BenchOperator, rss_every: float | None = None) -> BenchOperator:
         self._operators.append(proc)
         proc.audit_offset, proc.log_offset = self.audit.offset(), self.log_index()
         proc.started_at = time.time()
-        await asyncio.to_thread(proc.start, 120.0)
+        await asyncio.to_thread(proc.spawn)
+        if rss_every is not None and proc.proc is not None:
+            proc.rss = procfs.RssSampler(proc.proc.pid, rss_every).start()
+        await asyncio.to_thread(proc.wait_ready, 120.0)
         proc.ready_at = time.time()
         return proc
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -127,9 +128,9 @@ class LoadSample:
 class LoadMeter:
     """Machine CPU vs the benchmark's own processes between :meth:`start` and :meth:`stop`.
 
-    ``processes`` names the benchmark's processes; an ``operator`` entry is also split into its
-    event-loop thread (``operator-loop``) and its worker threads (``operator-threads``: sync
-    handlers, the kubernetes client's calls in ``asyncio.to_thread``).
+    ``processes`` names the benchmark's processes; an ``operator`` entry (one pid per shard) is
+    also split into its event-loop threads (``operator-loop``) and its worker threads
+    (``operator-threads``: sync handlers, anything run in ``asyncio.to_thread``).
     """
 
     def __init__(self, processes: Mapping[str, Iterable[int]]) -> None:
@@ -142,8 +143,9 @@ class LoadMeter:
         result = {
             name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.processes.items()
         }
-        for pid in self.processes.get("operator", []):
-            result["operator-loop"] = cpu_seconds(pid, thread=pid)
+        if "operator" in self.processes:  # one process per shard: their loops together
+            pids = self.processes["operator"]
+            result["operator-loop"] = sum(cpu_seconds(pid, thread=pid) for pid in pids)
         return result
 
     def start(self) -> LoadMeter:
@@ -168,3 +170,34 @@ class LoadMeter:
             by_process_cores={name: value / seconds for name, value in used.items()},
             loadavg_end=loadavg(),
         )
+
+
+class RssSampler:
+    """``VmRSS`` of a process every ``interval`` seconds, in a thread, until :meth:`stop`.
+
+    ``VmHWM`` already gives the peak; the samples show *when* the memory was taken (a burst of
+    first handlings, the resume) and whether it came back.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []  # (epoch seconds, RSS MiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = memory_mib(self.pid)["rss"]
+            if rss:
+                self.samples.append((time.time(), rss))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples

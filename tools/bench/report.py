@@ -91,6 +91,53 @@ def render(result: dict[str, Any]) -> str:
                 rows,
             ),
         ]
+        rows = []
+        for d in drains:
+            for name, v in (d.get("variants") or {}).items():
+                rows.append(
+                    [
+                        str(d["n"]),
+                        name,
+                        f"{v['gone_min']}/{d['n']}" + ("" if v["all_gone"] else " (NOT ALL)"),
+                        spread_text(v["drain_seconds"]),
+                        spread_text(v["ratio"]),
+                        spread_text(v["cpu_ms_per_object"], 1),
+                        " + ".join(_fmt(p["median"], 1) for p in v["cpu_ms_per_object_by_process"])
+                        if len(v["cpu_ms_per_object_by_process"]) > 1
+                        else "-",
+                        _fmt(v["scp_deletes_per_deleted_object"]["median"]),
+                    ]
+                )
+        if rows:
+            out += [
+                "",
+                "drain by who drains, against the same K8s-bound baseline per repeat "
+                "(median [min-max]; plain = a Kopf operator with only the DELETE)",
+                table(
+                    [
+                        "N",
+                        "drained by",
+                        "gone",
+                        "drain s",
+                        "ratio to ideal",
+                        "CPU ms/obj",
+                        "per shard ms/obj",
+                        "SCP DELETEs/obj",
+                    ],
+                    rows,
+                ),
+            ]
+            for d in drains:
+                vs = d.get("operator_vs_plain")
+                if vs and vs["ratio"]["median"] is not None:
+                    out.append(
+                        f"N={d['n']}: operator / plain: ratio {spread_text(vs['ratio'])}, "
+                        f"CPU per object {spread_text(vs['cpu_ms_per_object'])}"
+                    )
+                for name, why in (d.get("skipped") or {}).items():
+                    out.append(f"N={d['n']}: {name} skipped: {why}")
+                if d.get("picture"):
+                    out.append(f"N={d['n']}: picture {d['picture']}")
         rows = [
             [
                 str(d["n"]),
@@ -208,6 +255,7 @@ def render(result: dict[str, Any]) -> str:
                     _fmt(st.get("cpu_ms_per_object")),
                     _fmt(st.get("idle_cpu_cores"), 4),
                     _fmt((st.get("connections") or {}).get("kube-apiserver")),
+                    _fmt(r.get("deletion_acted_on_seconds")),
                     _fmt(r.get("first_resumed_seconds")),
                     _fmt(r.get("all_resumed_seconds")),
                     _fmt(r.get("scp_bound_seconds")),
@@ -228,7 +276,8 @@ def render(result: dict[str, Any]) -> str:
                     "CPU ms/obj",
                     "idle CPU cores",
                     "API conns",
-                    "resume: first s",
+                    "resume: deletion acted on s",
+                    "first s",
                     "all s",
                     "ceil(N/C)*L s",
                     "CPU s",
@@ -238,6 +287,52 @@ def render(result: dict[str, Any]) -> str:
             ),
             f"resume requests per object: K8s {_requests(r['k8s_requests'])}, "
             f"SCP {r['scp_requests']} for {r['objects']} objects",
+        ]
+        for g in fp.get("growth") or []:
+            out.append(
+                f"resume {g['to_objects']} vs {g['from_objects']} objects "
+                f"(x{g['objects_ratio']:g}): deletion acted on "
+                f"x{_fmt(g['deletion_acted_on_ratio'])}, "
+                f"all resumed x{_fmt(g['all_resumed_ratio'])}, settled RSS "
+                f"x{_fmt(g['settled_rss_ratio'])}"
+            )
+    bl = result.get("backlog")
+    if bl:
+        out += [
+            "",
+            f"backlog: the operator started on {bl['objects']} objects it never saw "
+            f"({bl['untouched_at_start']} without finalizer or status)",
+            table(
+                [
+                    "objects",
+                    "handled",
+                    "all handled s",
+                    "after ready s",
+                    "peak RSS MiB",
+                    "settled RSS MiB",
+                    "CPU ms/obj",
+                    "SCP req/obj",
+                    "K8s writes/obj",
+                    "K8s reads/obj",
+                ],
+                [
+                    [
+                        str(bl["objects"]),
+                        str(bl["handled"]),
+                        _fmt(bl["handled_seconds"]),
+                        _fmt(bl["handled_after_ready_seconds"]),
+                        _fmt(bl["peak_rss_mib"], 1),
+                        _fmt(bl["settled_rss_mib"], 1),
+                        _fmt(bl["cpu_ms_per_object"], 1),
+                        _fmt(bl["scp_requests_per_object"]),
+                        _fmt(bl["k8s_requests"]["writes_per_object"]),
+                        _fmt(bl["k8s_requests"]["reads_per_object"]),
+                    ]
+                ],
+            ),
+            f"backlog K8s breakdown per object: {_breakdown(bl['k8s_requests'])}; "
+            f"SCP: {bl['scp_requests']}"
+            + (f"; picture {bl['picture']}" if bl.get("picture") else ""),
         ]
     hour = result.get("first_hour")
     if hour:
@@ -278,7 +373,105 @@ def render(result: dict[str, Any]) -> str:
                 rows,
             ),
         ]
+    out += summary(result)
     return "\n".join(out)
+
+
+def spread_text(value: dict[str, Any] | None, digits: int = 2) -> str:
+    """``median [min-max]`` (one value when they agree; ``-`` without data)."""
+    if not value or value.get("median") is None:
+        return "-"
+    m, lo, hi = (f"{value[k]:.{digits}f}" for k in ("median", "min", "max"))
+    return m if lo == hi else f"{m} [{lo}-{hi}]"
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    """Issue 10's numbers in one table: each measured value (median [min-max] over repeats)
+    beside its target. Targets are benchmarks to read, not assertions."""
+    rows: list[list[str]] = []
+    for d in result.get("drain") or []:
+        n = d["n"]
+        for name, v in (d.get("variants") or {}).items():
+            rows.append(
+                [f"drain N={n} ratio to ideal, {name}", spread_text(v["ratio"]), _target(name)]
+            )
+            rows.append(
+                [
+                    f"drain N={n} CPU ms per object, {name}",
+                    spread_text(v["cpu_ms_per_object"], 1),
+                    "<= 5" if name == "operator" else "-",
+                ]
+            )
+        vs = d.get("operator_vs_plain")
+        if vs:
+            rows.append([f"drain N={n} operator/plain ratio", spread_text(vs["ratio"]), "-"])
+            rows.append(
+                [f"drain N={n} operator/plain CPU", spread_text(vs["cpu_ms_per_object"]), "-"]
+            )
+    fp = result.get("footprint")
+    if fp:
+        for st in fp["stages"]:
+            if st["objects"]:
+                r = st.get("resume") or {}
+                rows.append(
+                    [
+                        f"{st['objects']} objects: settled RSS MiB",
+                        _fmt(st["memory_mib"]["rss"], 1),
+                        "-",
+                    ]
+                )
+                rows.append(
+                    [
+                        f"{st['objects']} objects: resume, deletion acted on s",
+                        _fmt(r.get("deletion_acted_on_seconds")),
+                        "-",
+                    ]
+                )
+        for g in fp.get("growth") or []:
+            rows.append(
+                [
+                    f"resume t({g['to_objects']})/t({g['from_objects']})",
+                    _fmt(g["deletion_acted_on_ratio"]),
+                    f"~{g['objects_ratio']:g} or less (linear)",
+                ]
+            )
+    bl = result.get("backlog")
+    if bl:
+        rows += [
+            [f"backlog {bl['objects']}: all handled s", _fmt(bl["handled_seconds"]), "-"],
+            [f"backlog {bl['objects']}: peak RSS MiB", _fmt(bl["peak_rss_mib"], 1), "-"],
+            [f"backlog {bl['objects']}: settled RSS MiB", _fmt(bl["settled_rss_mib"], 1), "-"],
+            [
+                f"backlog {bl['objects']}: SCP requests per object",
+                _fmt(bl["scp_requests_per_object"]),
+                "-",
+            ],
+            [
+                f"backlog {bl['objects']}: K8s writes per object",
+                _fmt(bl["k8s_writes_per_object"]),
+                "-",
+            ],
+        ]
+    hour = result.get("first_hour")
+    if hour:
+        rows.append(
+            [
+                "blocked object, SCP calls in the first hour (max)",
+                str(hour.get("scp_calls_max_with_reads")),
+                "<= 20",
+            ]
+        )
+    if not rows:
+        return []
+    return ["", "summary (issue 10)", table(["measure", "measured", "target"], rows)]
+
+
+def _target(variant: str) -> str:
+    if variant == "operator":
+        return "<= 2.0"
+    if variant == "plain":
+        return "(issue: ~2.1)"
+    return "-"
 
 
 def _cores(drain: dict[str, Any], process: str) -> str:

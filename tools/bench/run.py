@@ -1,9 +1,11 @@
 """``python -m tools.bench.run``: the benchmark against a real kube-apiserver and the SCP emulator.
 
-Prints a table and writes everything to ``<results>/<timestamp>.json``, outside the source
-tree: ``$SCP_OPERATOR_CACHE_DIR/bench/results`` (default ``${XDG_CACHE_HOME:-~/.cache}/
-scp-operator/bench/results``, next to the control-plane binaries). ``--smoke`` is the small run
-CI uses (it checks that the harness works, not how fast anything is).
+Prints tables and issue 10's summary, and writes everything to ``<results>/<timestamp>.json``
+with the pictures beside it (``<timestamp>-drain-<N>.svg``, ``<timestamp>-backlog.svg``), outside
+the source tree: ``$SCP_OPERATOR_CACHE_DIR/bench/results`` (default ``${XDG_CACHE_HOME:-~/.cache}/
+scp-operator/bench/results``, next to the control-plane binaries). With no arguments, every
+section at issue 10's sizes. ``--smoke`` is the small run CI uses: every section, tiny (it checks
+that the harness works, not how fast anything is).
 See docs/benchmarks.md for what each number means.
 """
 
@@ -29,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from scp_operator.backoff import Schedule
 from scp_operator.settings import OperatorSettings
-from tools.bench import REPO, procfs, report, sections
+from tools.bench import REPO, plot, procfs, report, sections
 from tools.bench.env import Bench, Options
 
 
@@ -44,13 +46,33 @@ def results_dir() -> Path:
     return Path(cache) / "scp-operator" / "bench" / "results"
 
 
-SECTIONS = ("drain", "latency", "footprint", "blocked")
-SMOKE = {
+SECTIONS = ("drain", "latency", "footprint", "backlog", "blocked")
+# Issue 10's sizes (docs/benchmarks.md, "Running it").
+DEFAULTS: dict[str, Any] = {
+    "sizes": [1000],
+    "latency_ms": 100.0,
+    "concurrency": 32,
+    "repeat": 3,
+    "sections": list(SECTIONS),
+    "shards": [1, 2],
+    "footprint_sizes": [5000, 10000],
+    "footprint_idle_seconds": 10.0,
+    "backlog_size": 5000,
+    "idle_samples": 10,
+    "blocked_seconds": 60.0,
+}
+# Every section, tiny: it checks that the harness works, not how fast anything is.
+SMOKE: dict[str, Any] = {
     "sizes": [20],
     "latency_ms": 20.0,
     "concurrency": 8,
     "repeat": 1,
-    "sections": ["drain", "blocked"],
+    "sections": list(SECTIONS),
+    "shards": [1, 2],
+    "footprint_sizes": [10, 20],
+    "footprint_idle_seconds": 1.0,
+    "backlog_size": 20,
+    "idle_samples": 3,
     "blocked_seconds": 15.0,
 }
 
@@ -66,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("--smoke", action="store_true", help="small run: " + json.dumps(SMOKE))
-    parser.add_argument("--sizes", type=_ints, help="drain sizes N (default 100,1000)")
+    parser.add_argument("--sizes", type=_ints, help="drain sizes N (default 1000)")
     parser.add_argument("--latency-ms", type=float, help="emulator latency L (default 100)")
     parser.add_argument("--concurrency", type=int, help="SCP requests in flight C (default 32)")
     parser.add_argument("--repeat", type=int, help="drain repeats; medians reported (default 3)")
@@ -76,9 +98,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(SECTIONS)} (default all)",
     )
     parser.add_argument(
-        "--footprint-sizes", type=_ints, default=[1000, 5000], help="watched objects (1000,5000)"
+        "--shards",
+        type=_ints,
+        help="operator processes in the drain (default 1,2; 1 always runs, with the plain "
+        "Kopf baseline)",
     )
-    parser.add_argument("--idle-samples", type=int, default=10, help="idle latency samples (10)")
+    parser.add_argument(
+        "--footprint-sizes", type=_ints, help="watched objects, in steps (default 5000,10000)"
+    )
+    parser.add_argument(
+        "--footprint-idle-seconds", type=float, help="idle CPU window per footprint step (10)"
+    )
+    parser.add_argument(
+        "--backlog-size", type=int, help="objects the operator starts on, never seen (5000)"
+    )
+    parser.add_argument("--idle-samples", type=int, help="idle latency samples (10)")
     parser.add_argument("--blocked-seconds", type=float, help="real blocked run length (60)")
     parser.add_argument("--blocked-objects", type=int, default=1, help="blocked objects (1)")
     parser.add_argument("--blocked-base", type=float, default=0.5, help="compressed base (0.5 s)")
@@ -91,22 +125,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keep-workdir", action="store_true", help="keep logs (operator, audit) after the run"
     )
     args = parser.parse_args(argv)
-    defaults: dict[str, Any] = {
-        "sizes": [100, 1000],
-        "latency_ms": 100.0,
-        "concurrency": 32,
-        "repeat": 3,
-        "sections": list(SECTIONS),
-        "blocked_seconds": 60.0,
-    }
-    if args.smoke:
-        defaults.update(SMOKE)
+    defaults = dict(SMOKE if args.smoke else DEFAULTS)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+    if any(k < 1 for k in args.shards):
+        parser.error("--shards: each count must be at least 1")
     return args
 
 
@@ -164,7 +191,9 @@ async def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             for n in args.sizes:
                 print(f"drain N={n} x{args.repeat} ...", file=sys.stderr, flush=True)
                 result["drain"].append(
-                    await sections.drain(bench, n, args.repeat, args.latency_ms, args.concurrency)
+                    await sections.drain(
+                        bench, n, args.repeat, args.latency_ms, args.concurrency, args.shards
+                    )
                 )
         if "latency" in args.sections:
             print("idle latency ...", file=sys.stderr, flush=True)
@@ -182,13 +211,31 @@ async def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         if "footprint" in args.sections:
             print(f"footprint {args.footprint_sizes} ...", file=sys.stderr, flush=True)
             result["footprint"] = await sections.footprint(
-                bench, args.footprint_sizes, args.latency_ms, args.concurrency
+                bench,
+                args.footprint_sizes,
+                args.latency_ms,
+                args.concurrency,
+                args.footprint_idle_seconds,
             )
+        if "backlog" in args.sections:
+            print(f"backlog of {args.backlog_size} ...", file=sys.stderr, flush=True)
+            result["backlog"] = await sections.backlog(bench, args.backlog_size)
     result["meta"]["loadavg_end"] = procfs.loadavg()
     now = code_state()
     if any(now[k] != result["meta"]["code"][k] for k in now if k != "commit"):
         result["meta"]["code"]["changed_during_run"] = True
     return result
+
+
+def draw(result: dict[str, Any], output: Path) -> None:
+    """The pictures, next to the JSON (``<stem>-drain-<N>.svg``, ``<stem>-backlog.svg``); each
+    section's ``picture`` names its file."""
+    for drain in result.get("drain") or []:
+        path = output.with_name(f"{output.stem}-drain-{drain['n']}.svg")
+        drain["picture"] = plot.drain_picture(drain, path).name
+    if result.get("backlog"):
+        path = output.with_name(f"{output.stem}-backlog.svg")
+        result["backlog"]["picture"] = plot.backlog_picture(result["backlog"], path).name
 
 
 def _json_default(value: Any) -> Any:
@@ -223,9 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     result["meta"]["wall_seconds"] = round(time.monotonic() - started, 1)
     output = args.output or results_dir() / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
+    draw(result, output)
     output.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
     print(report.render(result))
     print(f"\nJSON: {output}  ({result['meta']['wall_seconds']} s)")
+    for section in [*(result.get("drain") or []), result.get("backlog") or {}]:
+        if section.get("picture"):
+            print(f"picture: {output.with_name(section['picture'])}")
     return 0
 
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import itertools
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from scp_emulator.requestlog import RequestLogEntry
 from scp_operator.backoff import Schedule
-from scp_operator.constants import FINALIZER
+from scp_operator.constants import API_VERSION, FINALIZER, KIND
 from scp_operator.handlers.facts import REREAD_EVERY
 from tools.bench import procfs
 from tools.bench.env import Bench, BenchOperator, random_server_ids
@@ -36,6 +38,7 @@ from tools.bench.kube import (
 from tools.bench.schedule import gap_bounds, predict
 
 HOLD_FINALIZER = "bench.scp.dev/hold"  # the K8s-bound baseline's own finalizer
+KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"  # Kopf's default: the plain baseline's
 
 
 def quantile(values: list[float], q: float) -> float | None:
@@ -69,6 +72,11 @@ def scp_by_method(entries: list[RequestLogEntry], ids: set[str]) -> dict[str, in
 def _handled(count: int) -> Callable[[Tracker], bool]:
     """All ``count`` objects carry the finalizer and the operator's observed status."""
     return lambda t: t.count("finalized") >= count and t.count("observed") >= count
+
+
+def _finalized(count: int) -> Callable[[Tracker], bool]:
+    """All ``count`` objects carry the finalizer (the plain baseline writes no status)."""
+    return lambda t: t.count("finalized") >= count
 
 
 def _gone(name: str) -> Callable[[Tracker], bool]:
@@ -132,32 +140,55 @@ async def k8s_bound(bench: Bench, n: int, within: float) -> dict[str, Any]:
         "seconds": round(end - t0, 3),
         "deletecollection_answered_s": round(answered - t0, 3),
         "last_marked_s": round(last_marked, 3),
+        "gone_curve": _curve((t.gone for t in tracker.objects.values()), t0),
         "writes": 1 + len(tasks),
         "load": load.as_dict(),
     }
 
 
-async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[str, Any]:
-    """N objects held by the operator, deleted at once; everything measured in one pass."""
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """Who drains: the operator (``shards`` processes) or the plain Kopf baseline."""
+
+    name: str
+    plain: bool = False
+    shards: int = 1
+
+
+OPERATOR = Variant("operator")
+PLAIN = Variant("plain", plain=True)
+
+
+def variants_for(shards: list[int]) -> list[Variant]:
+    """The operator, the plain baseline, and the operator with each extra shard count."""
+    extra = [Variant(f"operator-{k}-shards", shards=k) for k in sorted(set(shards)) if k > 1]
+    return [OPERATOR, PLAIN, *extra]
+
+
+async def drain_run(
+    bench: Bench, n: int, variant: Variant, tag: str, within: float
+) -> dict[str, Any]:
+    """N objects held by the operator (or the plain baseline), deleted at once; everything
+    measured in one pass."""
     kube = bench.k
-    ns = await bench.namespace("drain")
+    ns = await bench.namespace("plain" if variant.plain else "drain")
     server_ids = bench.seed(n)
     by_id = dict(zip(server_ids, [f"vs-{i:05d}" for i in range(n)], strict=True))
-    operator = await bench.start_operator(ns, tag)
-    assert operator.proc is not None
-    pid = operator.proc.pid
-    tracker = Tracker(kube, ns, FINALIZER)
+    if variant.plain:
+        procs = [await bench.start_plain(ns, tag)]
+        finalizer, handled = KOPF_FINALIZER, _finalized(n)
+    else:
+        procs = await bench.start_shards(ns, tag, variant.shards)
+        finalizer, handled = FINALIZER, _handled(n)
+    pids = [p.proc.pid for p in procs if p.proc is not None]
+    tracker = Tracker(kube, ns, finalizer)
     await tracker.start()
     try:
-        # Creation: the operator adds its finalizer and records what SCP says (status.server).
+        # Creation: the finalizer and (the operator only) what SCP says (status.server).
         audit_start, created_at = bench.audit.offset(), time.time()
         log_start = bench.log_index()
         await bench.create_objects(ns, server_ids)
-        await tracker.wait(
-            _handled(n),
-            within,
-            f"{n} objects with finalizer and observed status",
-        )
+        await tracker.wait(handled, within, f"{n} objects handled by {variant.name}")
         ready = max(max(t.finalized or 0, t.observed or 0) for t in tracker.objects.values())
         await _settle(bench)
         create_counts = audit_counts(bench.audit.read(audit_start))
@@ -168,17 +199,17 @@ async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[
         totals_before = request_totals(await kube.metrics_text())
         own_before = collections.Counter(kube.own)
         bench.probe_reset()
-        cpu_before = procfs.cpu_seconds(pid)
-        meter = bench.meter(operator)
+        cpu_before = [procfs.cpu_seconds(pid) for pid in pids]
+        meter = bench.meter(*procs)
         t0 = time.time()
         delete = await bench.delete_all(ns)
         await tracker.wait(lambda t: t.count("gone") >= n, within, f"{n} objects gone")
         end = max(t.gone or 0.0 for t in tracker.objects.values())
         load = meter.stop()
         delete_answered = await delete
-        operator_cpu = procfs.cpu_seconds(pid) - cpu_before
-        memory = procfs.memory_mib(pid)
-        connections = bench.connections(operator)
+        cpu = [procfs.cpu_seconds(pid) - c for pid, c in zip(pids, cpu_before, strict=True)]
+        memory = [procfs.memory_mib(pid) for pid in pids]
+        connections = [bench.connections(p) for p in procs]
         await _settle(bench)
         totals_after = request_totals(await kube.metrics_text())
         own_diff = collections.Counter(kube.own)
@@ -186,10 +217,11 @@ async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[
         drain_requests = bench.audit.read(audit_start)
         entries = bench.log_since(log_start)
         max_in_flight, per_server = bench.probe_read()
-        operator_metrics = await bench.operator_metrics(operator)
+        operator_metrics = [await bench.operator_metrics(p) for p in procs]
     finally:
         await tracker.stop()
-        await bench.stop_operator(operator)
+        for proc in procs:
+            await bench.stop_operator(proc)
 
     # Kubernetes requests: the audit log (exact, the operator's identity only) and, as a check,
     # apiserver_request_total minus the harness's own requests in the same window.
@@ -212,7 +244,10 @@ async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[
     gone = tracker.count("gone")
     marked = [t.marked - t0 for t in tracker.objects.values() if t.marked is not None]
     sent = [parse_time(e.time) - t0 for e in deletes]
+    operator_cpu = sum(cpu)
     return {
+        "variant": variant.name,
+        "shards": variant.shards,
         "namespace": ns,
         "n": n,
         "all_gone": gone >= n,
@@ -224,6 +259,9 @@ async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[
         # operator sending DELETEs, and the finalizers coming off (all from t0).
         "last_marked_s": round(max(marked, default=0.0), 3),
         "last_delete_sent_s": round(max(sent, default=0.0), 3),
+        # The pictures' curves: when each object went, and when its DELETE reached SCP.
+        "gone_curve": _curve((t.gone for t in tracker.objects.values()), t0),
+        "delete_curve": sorted(round(s, 3) for s in sent),
         "operator_cpu_share": round(operator_cpu / max(end - t0, 1e-9), 2),
         "operator_cpu_ms_per_object": round(1000 * operator_cpu / n, 2),
         "objects_per_second": round(n / max(end - t0, 1e-9), 2),
@@ -242,38 +280,114 @@ async def operator_drain(bench: Bench, n: int, tag: str, within: float) -> dict[
         "latency_since_marked": ms_summary(since_marked),
         "latency_since_delete_request": ms_summary(since_request),
         "operator_cpu_seconds": round(operator_cpu, 2),
-        "operator_memory_mib": {k: round(v, 1) for k, v in memory.items()},
-        "operator_connections": connections,
+        "operator_memory_mib": {k: round(v, 1) for k, v in memory[0].items()},
+        "operator_connections": connections[0],
+        # One entry per process (per shard); the CPU per object is over all N objects.
+        "per_process": [
+            {
+                "cpu_seconds": round(c, 2),
+                "cpu_ms_per_object": round(1000 * c / n, 2),
+                "memory_mib": {k: round(v, 1) for k, v in m.items()},
+                "connections": conns,
+            }
+            for c, m, conns in zip(cpu, memory, connections, strict=True)
+        ],
         "load": load.as_dict(),
-        "operator_metrics": operator_metrics,
+        "operator_metrics": operator_metrics[0],
+    }
+
+
+def _curve(times: Iterable[float | None], t0: float) -> list[float]:
+    """Sorted offsets from ``t0`` of the times that happened (the curves of the pictures)."""
+    return sorted(round(t - t0, 3) for t in times if t is not None)
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    """Median, min and max (None for no data): what the table shows as ``m [min-max]``."""
+    if not values:
+        return {"median": None, "min": None, "max": None}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def variant_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One variant's repeats: ratio and CPU per object as median [min-max], and its runs."""
+    processes = max((len(r["per_process"]) for r in runs), default=0)
+    return {
+        "repeats": len(runs),
+        "all_gone": all(r["all_gone"] for r in runs),
+        "gone_min": min((r["gone"] for r in runs), default=0),
+        "ratio": spread([r["ratio"] for r in runs]),
+        "drain_seconds": spread([r["drain_seconds"] for r in runs]),
+        "cpu_ms_per_object": spread([r["operator_cpu_ms_per_object"] for r in runs]),
+        # Per shard: CPU ms per object of the whole N (each process's own share of the work).
+        "cpu_ms_per_object_by_process": [
+            spread(
+                [
+                    r["per_process"][i]["cpu_ms_per_object"]
+                    for r in runs
+                    if i < len(r["per_process"])
+                ]
+            )
+            for i in range(processes)
+        ],
+        "scp_deletes_per_deleted_object": spread(
+            [r["scp_deletes_per_deleted_object"] for r in runs]
+        ),
+        "runs": runs,
     }
 
 
 async def drain(
-    bench: Bench, n: int, repeat: int, latency_ms: float, concurrency: int
+    bench: Bench,
+    n: int,
+    repeat: int,
+    latency_ms: float,
+    concurrency: int,
+    shards: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Repeated drains of N objects, each with its own K8s-bound baseline."""
-    runs = []
+    """Repeated drains of N objects, each repeat with its own K8s-bound baseline and, against
+    the same baseline, the operator, the plain Kopf baseline and the operator with each extra
+    shard count (alternating order: first to last, then last to first)."""
     scp_bound = math.ceil(n / concurrency) * latency_ms / 1000
     timeout = max(300.0, 40 * scp_bound + n * 0.2)
+    variants = variants_for(shards or [1])
+    skipped: dict[str, str] = {}
+    if any(v.shards > 1 for v in variants) and not bench.supports_shards:
+        skipped = {
+            v.name: "this operator has no SCP_OPERATOR_SHARDS/SCP_OPERATOR_SHARD_INDEX settings"
+            for v in variants
+            if v.shards > 1
+        }
+        variants = [v for v in variants if v.shards == 1]
+    runs: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+    orders = []
     for r in range(repeat):
         baseline = await k8s_bound(bench, n, timeout)
-        run = await operator_drain(bench, n, f"drain-{n}-{r}", timeout)
-        ideal = max(scp_bound, baseline["seconds"])
-        run["k8s_bound"] = baseline
-        run["scp_bound_seconds"] = scp_bound
-        run["ideal_seconds"] = round(ideal, 3)
-        run["ratio"] = round(run["drain_seconds"] / ideal, 3) if ideal > 0 else math.inf
-        runs.append(run)
+        order = variants if r % 2 == 0 else variants[::-1]
+        orders.append([v.name for v in order])
+        for variant in order:
+            run = await drain_run(bench, n, variant, f"drain-{n}-{r}-{variant.name}", timeout)
+            ideal = max(scp_bound, baseline["seconds"])
+            run["repeat"] = r
+            run["k8s_bound"] = baseline
+            run["scp_bound_seconds"] = scp_bound
+            run["ideal_seconds"] = round(ideal, 3)
+            run["ratio"] = round(run["drain_seconds"] / ideal, 3) if ideal > 0 else math.inf
+            runs[variant.name].append(run)
+    ops, plains = runs[OPERATOR.name], runs[PLAIN.name]
     return {
         "n": n,
         "latency_ms": latency_ms,
         "concurrency": concurrency,
-        "runs": runs,
+        "order": orders,
+        # The operator (one process): as before, so older readers of the JSON keep working.
+        "runs": ops,
         "median": {
-            key: statistics.median(
-                r[key] if key != "k8s_bound" else r[key]["seconds"] for r in runs
-            )
+            key: statistics.median(r[key] if key != "k8s_bound" else r[key]["seconds"] for r in ops)
             for key in (
                 "drain_seconds",
                 "objects_per_second",
@@ -281,10 +395,26 @@ async def drain(
                 "ideal_seconds",
                 "ratio",
                 "operator_cpu_seconds",
+                "operator_cpu_ms_per_object",
             )
         },
-        "min_ratio": min(r["ratio"] for r in runs),
-        "max_ratio": max(r["ratio"] for r in runs),
+        "min_ratio": min(r["ratio"] for r in ops),
+        "max_ratio": max(r["ratio"] for r in ops),
+        "variants": {
+            name: variant_summary(rs if name != OPERATOR.name else ops) for name, rs in runs.items()
+        },
+        # Per repeat, the operator against the plain baseline drained against the same
+        # K8s-bound baseline: > 1 means the operator is slower / costs more CPU.
+        "operator_vs_plain": {
+            "ratio": spread([o["ratio"] / p["ratio"] for o, p in zip(ops, plains, strict=True)]),
+            "cpu_ms_per_object": spread(
+                [
+                    o["operator_cpu_ms_per_object"] / max(p["operator_cpu_ms_per_object"], 1e-9)
+                    for o, p in zip(ops, plains, strict=True)
+                ]
+            ),
+        },
+        "skipped": skipped,
     }
 
 
@@ -342,23 +472,47 @@ async def idle_latency(bench: Bench, samples: int, within: float = 120.0) -> dic
 
 # ---- footprint and resume --------------------------------------------------------------------
 
+PROBE_PREFIX = "probe-"  # the footprint's resume probes; the watched objects are "vs-..."
+
+
+def _handled_watched(count: int) -> Callable[[Tracker], bool]:
+    """As :func:`_handled`, over the watched objects only (not the resume probes)."""
+
+    def check(t: Tracker) -> bool:
+        done = [
+            name
+            for name, times in t.objects.items()
+            if name.startswith("vs-") and times.finalized is not None and times.observed
+        ]
+        return len(done) >= count
+
+    return check
+
 
 async def footprint(
-    bench: Bench, sizes: list[int], latency_ms: float, concurrency: int, idle_window: float = 10.0
+    bench: Bench,
+    sizes: list[int],
+    latency_ms: float,
+    concurrency: int,
+    idle_window: float = 10.0,
 ) -> dict[str, Any]:
     """Operator RSS and CPU with growing numbers of watched objects; after each step, the
-    operator is restarted and the resume of every object is timed."""
+    operator is restarted and the resume of every object is timed, together with how soon the
+    new process acts on a deletion made while no operator ran (the resume probe)."""
     kube = bench.k
     ns = await bench.namespace("footprint")
     tracker = Tracker(kube, ns, FINALIZER)
     await tracker.start()
     stages: list[dict[str, Any]] = []
     total, all_ids = 0, list[str]()
+    probe: tuple[str, str] | None = None  # (name, server id) deleted before the next start
     try:
         for step, size in enumerate(sorted(sizes)):
             add = size - total
             if add <= 0:
                 continue
+            if probe is not None:
+                await kube.call("DELETE", vs_path(ns, probe[0]))
             operator = await bench.start_operator(ns, f"footprint-{size}")
             assert operator.proc is not None
             pid = operator.proc.pid
@@ -366,14 +520,16 @@ async def footprint(
                 if step == 0:
                     stages.append({"objects": 0, "memory_mib": _memory(pid)})
                 else:
-                    stages[-1]["resume"] = await _resume(bench, operator, total, all_ids)
+                    stages[-1]["resume"] = await _resume(bench, operator, ns, total, all_ids, probe)
                 server_ids = bench.seed(add, prefix=f"fp{size}")
                 all_ids += server_ids
                 cpu0, t0 = procfs.cpu_seconds(pid), time.time()
                 meter = bench.meter(operator)
                 await bench.create_objects(ns, server_ids, first=total)
                 total = size
-                await tracker.wait(_handled(size), max(300.0, add * 0.5), f"{size} observed")
+                await tracker.wait(
+                    _handled_watched(size), max(300.0, add * 0.5), f"{size} observed"
+                )
                 handled = time.time() - t0
                 load = meter.stop()
                 await _settle(bench)
@@ -389,28 +545,96 @@ async def footprint(
                         "cpu_seconds_handling": round(cpu_handling, 2),
                         "cpu_ms_per_object": round(1000 * cpu_handling / add, 2),
                         "idle_cpu_cores": round(idle_cores, 4),
+                        # after the step was handled, API traffic quiet and the idle window
                         "memory_mib": _memory(pid),
                         "connections": bench.connections(operator),
                         "load": load.as_dict(),
                     }
                 )
+                probe = await _new_probe(bench, tracker, ns, size)
             finally:
                 await bench.stop_operator(operator)
         # The last step's resume, by a fresh process.
+        if probe is not None:
+            await kube.call("DELETE", vs_path(ns, probe[0]))
         operator = await bench.start_operator(ns, f"footprint-{total}-resume")
         try:
-            stages[-1]["resume"] = await _resume(bench, operator, total, all_ids)
+            stages[-1]["resume"] = await _resume(bench, operator, ns, total, all_ids, probe)
         finally:
             await bench.stop_operator(operator)
     finally:
         await tracker.stop()
+    resumed = [st for st in stages if st.get("resume")]
+    growth = [
+        {
+            "from_objects": a["objects"],
+            "to_objects": b["objects"],
+            "objects_ratio": round(b["objects"] / a["objects"], 3),
+            "deletion_acted_on_ratio": _ratio(
+                b["resume"].get("deletion_acted_on_seconds"),
+                a["resume"].get("deletion_acted_on_seconds"),
+            ),
+            "all_resumed_ratio": _ratio(
+                b["resume"]["all_resumed_seconds"], a["resume"]["all_resumed_seconds"]
+            ),
+            "settled_rss_ratio": _ratio(b["memory_mib"]["rss"], a["memory_mib"]["rss"]),
+        }
+        for a, b in itertools.pairwise(resumed)
+    ]
     return {
         "namespace": ns,
         "latency_ms": latency_ms,
         "concurrency": concurrency,
+        "idle_window_seconds": idle_window,
         "stages": stages,
         "resume": stages[-1]["resume"],
+        "growth": growth,
     }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+async def _new_probe(bench: Bench, tracker: Tracker, ns: str, size: int) -> tuple[str, str]:
+    """One more object, handled by the running operator, to be deleted while none runs."""
+    (server_id,) = bench.seed(1, prefix=f"probe{size}")
+    name = f"{PROBE_PREFIX}{size}"
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {"serverId": server_id},
+    }
+    await bench.k.call("POST", vs_path(ns), body)
+    await tracker.wait(
+        lambda t: name in t.objects and t.objects[name].observed is not None,
+        120.0,
+        f"resume probe {name} observed",
+    )
+    await _settle(bench)
+    return name, server_id
+
+
+class LogFollower:
+    """The complete lines added to a log file since the last call (a 10 000-object resume
+    writes megabytes; reading it whole five times a second would cost the operator CPU)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        return [line.decode(errors="replace") for line in complete]
 
 
 def _memory(pid: int) -> dict[str, float]:
@@ -418,10 +642,16 @@ def _memory(pid: int) -> dict[str, float]:
 
 
 async def _resume(
-    bench: Bench, operator: BenchOperator, objects: int, server_ids: list[str]
+    bench: Bench,
+    operator: BenchOperator,
+    ns: str,
+    objects: int,
+    server_ids: list[str],
+    probe: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Time from the (just started) process's start to "Resuming is processed" for every
-    object; its CPU, memory and requests."""
+    watched object, and to the SCP DELETE of the probe (deleted before the start); its CPU,
+    memory and requests."""
     assert operator.proc is not None
     assert operator.started_at is not None
     pid, started = operator.proc.pid, operator.started_at
@@ -430,12 +660,27 @@ async def _resume(
     audit_start, log_start = operator.audit_offset, operator.log_offset
     meter = bench.meter(operator)
     deadline = time.monotonic() + max(600.0, objects * 0.5)
-    first = None
-    while (count := operator.log().count("Resuming is processed")) < objects:
+    first, acted_on, scanned = None, None, log_start
+    marker = f"[{ns}/vs-"  # Kopf's object prefix: the watched objects, not the probe
+    resumed_names: set[str] = set()
+    lines = LogFollower(operator.log_path)
+    while True:
+        for line in lines.new_lines():
+            if "Resuming is processed" in line and marker in line:
+                resumed_names.add(line.split(marker, 1)[1].split("]", 1)[0])
+        count = len(resumed_names)
         if first is None and count:
             first = time.time() - started
+        if probe is not None and acted_on is None:
+            new = bench.log_since(scanned)
+            scanned += len(new)
+            hits = [e for e in new if e.method == "DELETE" and e.server_id == probe[1]]
+            if hits:
+                acted_on = parse_time(hits[0].time) - started
+        if count >= objects and (probe is None or acted_on is not None):
+            break
         if time.monotonic() > deadline:
-            raise TimeoutError(f"resume of {objects} objects did not finish")
+            raise TimeoutError(f"resume of {objects} objects did not finish ({count} resumed)")
         await asyncio.sleep(0.2)
     resumed = time.time() - started
     load = meter.stop()
@@ -448,6 +693,9 @@ async def _resume(
         "ready_line_seconds": round(ready, 2) if ready is not None else None,
         "first_resumed_seconds": round(first if first is not None else resumed, 2),
         "all_resumed_seconds": round(resumed, 2),
+        # From starting the process to the arrival at SCP of the DELETE for an object deleted
+        # while no operator ran: how long a restart keeps a new deletion waiting.
+        "deletion_acted_on_seconds": round(acted_on, 2) if acted_on is not None else None,
         "scp_bound_seconds": round(
             math.ceil(objects / bench.options.concurrency) * bench.options.latency_ms / 1000, 2
         ),
@@ -456,6 +704,80 @@ async def _resume(
         "connections": connections,
         "k8s_requests": summarize(audit_counts(bench.audit.read(audit_start)), objects),
         "scp_requests": scp_by_method(bench.log_since(log_start), set(server_ids)),
+        "load": load.as_dict(),
+    }
+
+
+# ---- a backlog: objects created while no operator ran ----------------------------------------
+
+
+async def backlog(
+    bench: Bench, n: int, settle_seconds: float = 5.0, within: float | None = None
+) -> dict[str, Any]:
+    """N objects created while no operator runs (never observed: no finalizer, no status),
+    then the operator is started on them: its peak and settled memory, the time until every
+    object is handled (finalizer and ``status.server``), and what that cost SCP and the API
+    server per object."""
+    kube = bench.k
+    ns = await bench.namespace("backlog")
+    server_ids = bench.seed(n, prefix="backlog")
+    tracker = Tracker(kube, ns, FINALIZER)
+    await tracker.start()
+    limit = within if within is not None else max(600.0, n * 0.5)
+    try:
+        await bench.create_objects(ns, server_ids)
+        await tracker.wait(lambda t: len(t.objects) >= n, limit, f"{n} backlog objects listed")
+        untouched = sum(
+            1 for t in tracker.objects.values() if t.finalized is None and t.observed is None
+        )
+        operator = await bench.start_operator(ns, "backlog", rss_every=0.5)
+        assert operator.proc is not None
+        assert operator.started_at is not None
+        assert operator.rss is not None
+        pid, started, sampler = operator.proc.pid, operator.started_at, operator.rss
+        try:
+            meter = bench.meter(operator)
+            await tracker.wait(_handled(n), limit, f"{n} backlog objects handled")
+            handled_times = [
+                max(t.finalized or 0.0, t.observed or 0.0) for t in tracker.objects.values()
+            ]
+            load = meter.stop()
+            cpu_handling = procfs.cpu_seconds(pid)
+            await _settle(bench)
+            await asyncio.sleep(settle_seconds)
+            memory = _memory(pid)
+        finally:
+            samples = sampler.stop()
+            await bench.stop_operator(operator)
+        requests = bench.audit.read(operator.audit_offset)
+        ids = set(server_ids)
+        entries = [e for e in bench.log_since(operator.log_offset) if e.server_id in ids]
+    finally:
+        await tracker.stop()
+    done = max(handled_times)
+    k8s = summarize(audit_counts(requests), n)
+    return {
+        "namespace": ns,
+        "objects": n,
+        "untouched_at_start": untouched,
+        "all_handled": tracker.count("finalized") >= n and tracker.count("observed") >= n,
+        "handled": min(tracker.count("finalized"), tracker.count("observed")),
+        # From starting the process (and from its ready line) to the last object handled.
+        "handled_seconds": round(done - started, 2),
+        "handled_after_ready_seconds": round(done - (operator.ready_at or started) + 1.0, 2),
+        "handled_curve": _curve(handled_times, started),
+        "peak_rss_mib": memory["peak_rss"],  # VmHWM: the process's peak, sampled or not
+        "settled_rss_mib": memory["rss"],  # after the API traffic went quiet + settle_seconds
+        "settle_seconds": settle_seconds,
+        "rss_samples": [[round(t - started, 2), round(rss, 1)] for t, rss in samples],
+        # The process's CPU from its start to the last object handled: start-up (imports, the
+        # Kubernetes and SCP clients; about 1.5 s) included.
+        "cpu_seconds": round(cpu_handling, 2),
+        "cpu_ms_per_object": round(1000 * cpu_handling / n, 2),
+        "scp_requests": scp_by_method(entries, ids),
+        "scp_requests_per_object": round(len(entries) / n, 3),
+        "k8s_requests": k8s,
+        "k8s_writes_per_object": k8s["writes_per_object"],
         "load": load.as_dict(),
     }
 
@@ -484,7 +806,7 @@ async def blocked(
     ns = await bench.namespace("blocked")
     server_ids = bench.seed(objects, locked=True, prefix="locked")
     env = {"SCP_OPERATOR_BACKOFF_BASE": str(base), "SCP_OPERATOR_BACKOFF_CAP": str(cap)}
-    operator = await bench.start_operator(ns, "blocked", **env)
+    operator = await bench.start_operator(ns, "blocked", env)
     tracker = Tracker(kube, ns, FINALIZER)
     await tracker.start()
     try:

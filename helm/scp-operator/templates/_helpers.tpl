@@ -26,6 +26,11 @@ app.kubernetes.io/name: {{ include "scp-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The label telling one shard's Deployment and pods from another's (given the shard index). */}}
+{{- define "scp-operator.shardLabel" -}}
+virtualserver.scp.dev/shard: {{ . | quote }}
+{{- end }}
+
 {{- define "scp-operator.labels" -}}
 helm.sh/chart: {{ include "scp-operator.chart" . }}
 {{ include "scp-operator.selectorLabels" . }}
@@ -114,6 +119,22 @@ app.kubernetes.io/part-of: scp-operator
 {{- printf "%s-ns-%s" .Values.lease.name ($namespaces | sortAlpha | join "," | sha256sum | trunc 10) }}
 {{- else }}
 {{- .Values.lease.name }}
+{{- end }}
+{{- end }}
+
+{{/* Every Lease the release's processes take (a JSON list): the one Lease, or one per shard
+     (<leaseName>-shard-<i>-of-<n>, as scp_operator.sharding names them). */}}
+{{- define "scp-operator.leaseNames" -}}
+{{- $base := include "scp-operator.leaseName" . }}
+{{- $shards := int .Values.sharding.shards }}
+{{- if le $shards 1 }}
+{{- list $base | toJson }}
+{{- else }}
+{{- $names := list }}
+{{- range $i := until $shards }}
+{{- $names = append $names (printf "%s-shard-%d-of-%d" $base $i $shards) }}
+{{- end }}
+{{- $names | toJson }}
 {{- end }}
 {{- end }}
 

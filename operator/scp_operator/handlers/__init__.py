@@ -4,7 +4,9 @@ Importing this package imports each handler module, which registers its handlers
 
 - :mod:`.startup`: every Kopf option with its reason, the settings, the Lease, the runtime
   (startup and cleanup hooks);
-- :mod:`.observation`: read a server for ``Ready`` at creation and every resync interval;
+- :mod:`.login`: Kopf's login, over a connection pool of bounded size;
+- :mod:`.observation`: read a server for ``Ready`` at creation, on resume and on spec changes;
+- :mod:`.resync`: the periodic re-read of every object, one loop per process (not a handler);
 - :mod:`.virtualservers`: the Orphan fast path, delete a server
   (with :mod:`.facts`, the reads each deletion decision rests on);
 - :mod:`.crd`: the CRD cascade;
@@ -17,7 +19,8 @@ Status and events are written by :mod:`scp_operator.reporting`, decisions made b
 
 from scp_operator.handlers.accounts import on_account_change
 from scp_operator.handlers.crd import release_on_crd_deletion
-from scp_operator.handlers.observation import observe, resync
+from scp_operator.handlers.login import bounded_session
+from scp_operator.handlers.observation import observe
 from scp_operator.handlers.probes import credentials_probe, scp_probe
 from scp_operator.handlers.startup import close, configure
 from scp_operator.handlers.virtualservers import (
@@ -27,6 +30,7 @@ from scp_operator.handlers.virtualservers import (
 )
 
 __all__ = [
+    "bounded_session",
     "close",
     "configure",
     "credentials_probe",
@@ -36,6 +40,5 @@ __all__ = [
     "release_on_crd_deletion",
     "release_orphans",
     "remove_finalizer_if_orphan",
-    "resync",
     "scp_probe",
 ]

@@ -1,29 +1,20 @@
 """Kopf handlers that read a server from SCP and write what was found: ``Ready``, ``server``.
 
-Two handlers share one read (:func:`look`):
+Two callers share one read (:func:`look`) and one way of writing it (:func:`write`):
 
-- :func:`observe` at creation, on resume and when the spec changes. A server SCP does
-  not know is reported at once: a typo found now would otherwise become a silently orphaned
-  server at deletion time.
-- :func:`resync` every ``SCP_OPERATOR_RESYNC_INTERVAL`` seconds (jittered ±25 %), so ``Ready``,
-  ``State`` and ArgoCD's health follow SCP when a server is locked, fails or is deleted in SCP's
-  console. It writes only when something changed (status and event alike): 5 000 objects
-  re-read every 10 minutes cost about 8 SCP GETs a second through the same limiter as
-  deletions, and almost no API server writes.
-
-Why the re-read is a Kopf timer whose handler waits itself: a timer's ``interval`` is fixed when
-the module is imported, before the settings are read, and carries no jitter; the handler waits
-``stopped.wait(jittered interval)`` and the decorator's interval is only the short pause
-between two runs. A timer rather than a daemon because Kopf applies a timer's status patch after
-each run. The timer stops when the object is deleted (the delete handler owns it then) and is
-not started at all when the interval is 0.
+- :func:`observe`, a Kopf handler, at creation, on resume and when the spec changes. A server
+  SCP does not know is reported at once: a typo found now would otherwise become a silently
+  orphaned server at deletion time.
+- the periodic re-read (:mod:`.resync`), every ``SCP_OPERATOR_RESYNC_INTERVAL`` seconds, so
+  ``Ready``, ``State`` and ArgoCD's health follow SCP when a server is locked, fails or is
+  deleted in SCP's console. It writes only what :func:`changed`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -34,6 +25,7 @@ from scp_operator.constants import GROUP, PLURAL, VERSION
 from scp_operator.decision import Situation, decide
 from scp_operator.directory import Refusal
 from scp_operator.handlers import facts
+from scp_operator.handlers.virtualservers import refuse_outside_shard
 from scp_operator.model import ServerObservation, VirtualServerSpec, dump
 from scp_operator.runtime import Runtime
 from scp_operator.scp.endpoints import EndpointError
@@ -42,10 +34,8 @@ from scp_operator.scp.outcomes import Verdict
 RESOURCE = (GROUP, VERSION, PLURAL)
 _rng = random.SystemRandom()
 
-#: Seconds between the end of one re-read and the start of the next wait (see the docstring).
-RESYNC_PAUSE = 1.0
-#: The re-read comes every interval times a factor drawn from this range, so objects created or
-#: resumed together spread their reads instead of arriving at SCP at once.
+#: The re-read comes every interval times a factor drawn from this range, so processes started
+#: together do not sweep in step.
 JITTER = (0.75, 1.25)
 #: Answers that say nothing about the server: the re-read keeps the status as it was.
 _NO_NEWS = frozenset({Verdict.THROTTLED, Verdict.UNAVAILABLE})
@@ -64,7 +54,7 @@ class Look:
     news: bool = True  # False: SCP's answer says nothing about the server (try again later)
 
 
-async def look(spec: kopf.Spec, namespace: str, runtime: Runtime, retry: int) -> Look:
+async def look(spec: Mapping[str, Any], namespace: str, runtime: Runtime, retry: int) -> Look:
     """Read the server through the object's account, and say what that means for ``Ready``."""
     try:
         parsed = VirtualServerSpec.model_validate(dict(spec))
@@ -127,13 +117,14 @@ async def look(spec: kopf.Spec, namespace: str, runtime: Runtime, retry: int) ->
     )
 
 
-def _write(out: reporting.Subject, seen: Look) -> None:
+def write(out: reporting.Subject, seen: Look) -> None:
+    """Write what ``seen`` says into the subject's status patch (and its events)."""
     if seen.observation is not None:
         reporting.server(out, seen.observation)
     reporting.ready(out, seen.state, seen.reason, seen.message, warning=seen.warning)
 
 
-def changed(status: kopf.Status, generation: Any, seen: Look) -> bool:
+def changed(status: Mapping[str, Any], generation: Any, seen: Look) -> bool:
     """Whether writing ``seen`` would change the stored status (Ready, the generation it
     describes, or ``status.server``)."""
     found = [c for c in status.get("conditions") or () if isinstance(c, dict)]
@@ -171,56 +162,12 @@ async def observe(
     The endpoint and account it was found in are recorded, so that a 404 at deletion time
     counts only when it comes from the same place.
     """
+    refuse_outside_shard(str(meta.get("uid")), memo)  # a sharded instance: never another's
     if meta.get("deletionTimestamp"):
         return  # the delete handler owns terminating objects
     runtime: Runtime = memo.runtime
     seen = await look(spec, str(meta.get("namespace")), runtime, retry)
     out = reporting.subject(body, meta, status, patch, memo, runtime)
-    _write(out, seen)
+    write(out, seen)
     if seen.retry_delay is not None:
         raise kopf.TemporaryError(seen.message, delay=seen.retry_delay)
-
-
-def _resync_on(memo: kopf.Memo, **_: Any) -> bool:
-    runtime: Runtime | None = memo.get("runtime")
-    return runtime is not None and runtime.settings.operator.resync_interval > 0
-
-
-@kopf.timer(*RESOURCE, id="resync", interval=RESYNC_PAUSE, when=_resync_on)
-async def resync(
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    **kwargs: Any,
-) -> None:
-    """Every resync interval (jittered), read the server again; write only what changed."""
-    # Kopf passes `stopped` to timers only; its TimerFn protocol does not name it, so it is
-    # taken from the keyword arguments rather than declared.
-    stopped: kopf.DaemonStopped = kwargs["stopped"]
-    runtime: Runtime = memo.runtime
-    interval = runtime.settings.operator.resync_interval
-    await stopped.wait(interval * _rng.uniform(*JITTER))
-    if stopped or meta.get("deletionTimestamp"):
-        return  # deleted meanwhile: the delete handler owns it now
-    seen = await look(spec, str(meta.get("namespace")), runtime, retry=0)
-    if not seen.news:
-        logger.debug("Re-read of the server said nothing new (%s); status kept", seen.reason)
-        return
-    if changed(status, meta.get("generation"), seen):
-        logger.info("SCP now says: %s", seen.message)
-        _write(reporting.subject(body, meta, status, patch, memo, runtime), seen)
-
-
-class _QuietResync(logging.Filter):
-    """Drop Kopf's "Timer 'resync' succeeded." line: one per object per interval says nothing
-    (a change is logged by :func:`resync` itself; failures still are)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "Timer 'resync' succeeded."
-
-
-logging.getLogger("kopf.objects").addFilter(_QuietResync())

@@ -15,14 +15,15 @@ from typing import Any
 
 import kopf
 
-from scp_operator import account_checks, lease, metrics, scope
+from scp_operator import account_checks, kube, lease, metrics, scope, sharding
 from scp_operator import runtime as runtime_mod
 from scp_operator import settings as settings_mod
-from scp_operator.constants import FINALIZER
+from scp_operator.constants import FINALIZER, GROUP, PLURAL
+from scp_operator.handlers.resync import Resync
 from scp_operator.runtime import Runtime
 
 
-def set_kopf_options(settings: kopf.OperatorSettings) -> None:
+def set_kopf_options(settings: kopf.OperatorSettings, shard: sharding.Shard | None = None) -> None:
     """Set every Kopf option the operator relies on (see :func:`configure` for the flags)."""
     # The finalizer the chart's admission policies add to every new object and require: the
     # one name the operator, the policies, the cascade and `kubectl patch` instructions share.
@@ -52,6 +53,41 @@ def set_kopf_options(settings: kopf.OperatorSettings) -> None:
     # see which program to look at, and event filters (`--field-selector
     # reportingComponent=scp-operator`, an alert on Warning events) can single ours out.
     settings.posting.reporting_component = "scp-operator"
+    # Sharded (SCP_OPERATOR_SHARDS > 1, docs/scaling.md): Kopf lists and watches only this
+    # shard's VirtualServers, split by the API server (`shardSelector`, the ShardedListAndWatch
+    # feature gate), so several processes share the work with no coordination but their Leases.
+    # Only VirtualServers: the CRD and ScpAccounts are read whole by every shard.
+    selector = shard.selector() if shard is not None else None
+    if selector:
+        settings.watching.shard_selectors[GROUP, PLURAL] = selector
+
+
+async def _shard_selector_ignored(shard: sharding.Shard) -> str | None:
+    """Why this shard must not start (its LIST returned another shard's object), or None.
+
+    Only strays are kept in memory. With no VirtualServer yet nothing can be seen here; the
+    handlers' own range check (``refuse_outside_shard``) then stops the operator at the first
+    object outside the shard.
+    """
+    selector = shard.selector()
+    if selector is None:
+        return None
+    watched = scope.watched()
+    namespaces = watched if scope.is_exact(watched) else ()
+    try:
+        strays = await kube.list_virtualserver_objects(
+            namespaces,
+            shard_selector=selector,
+            keep=lambda item: not shard.owns(str(item.get("metadata", {}).get("uid") or "")),
+        )
+    except kube.KubeReadError as exc:
+        return f"cannot check that the API server honours shardSelector: {exc}"
+    if not strays:
+        return None
+    uid = str(strays[0].get("metadata", {}).get("uid") or "")
+    return f"{len(strays)} VirtualServer(s) returned for this shard: " + (
+        sharding.out_of_shard_message(uid, shard)
+    )
 
 
 def quiet_http_logs() -> None:
@@ -88,22 +124,30 @@ async def configure(
     it only when its watchers start, after the startup hooks (Kopf 1.45: every task but the
     startup activities waits for ``started_flag``).
     """
-    set_kopf_options(settings)
     quiet_http_logs()
     try:
         loaded = settings_mod.load()
     except settings_mod.SettingsError as exc:
         raise kopf.PermanentError(f"invalid settings: {exc}") from None
+    set_kopf_options(settings, loaded.operator.shard)  # the shard selector needs the settings
     unknown = settings_mod.unknown_variables_warning(os.environ)
     if unknown:  # a misspelt setting is otherwise silently ignored
         logger.warning(unknown)
     # One active instance: a second one (started by hand, or a second release) waits here,
     # logging which instance holds the Lease, before it touches any object.
     memo.lease = await lease.start(loaded.operator, scope.watched())
+    # Sharded: an API server without the ShardedListAndWatch gate ignores shardSelector and
+    # every shard would act on every object. Refuse to start when the shard's own LIST shows it.
+    refusal = await _shard_selector_ignored(loaded.operator.shard)
+    if refusal:
+        if memo.lease is not None:
+            await memo.lease.release()
+        raise kopf.PermanentError(refusal)
     runtime = runtime_mod.build(loaded)
     memo.runtime = runtime
     metrics.show_oldest_blocked(runtime.blocked)
     memo.account_checks = account_checks.start(runtime)
+    memo.resync = _start_resync(loaded, runtime)
     try:
         memo.metrics_server = await metrics.start_server(loaded.operator.metrics_port)
     except OSError as exc:
@@ -125,9 +169,37 @@ async def configure(
     )
 
 
+def _start_resync(loaded: settings_mod.Settings, runtime: Runtime) -> Resync | None:
+    """The periodic re-read over this shard's objects (None when the interval is 0)."""
+    interval = loaded.operator.resync_interval
+    if interval <= 0:
+        return None
+    shard = loaded.operator.shard
+    watched = scope.watched()
+
+    def keep(item: dict[str, Any]) -> bool:
+        meta = item.get("metadata") or {}
+        return shard.owns(str(meta.get("uid") or "")) and scope.serves(
+            str(meta.get("namespace")), watched
+        )
+
+    resync = Resync(
+        runtime,
+        runtime.kube,
+        interval=interval,
+        namespaces=watched if scope.is_exact(watched) else (),
+        keep=keep,
+    )
+    resync.start()
+    return resync
+
+
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     """Close the SCP connection pool and the metrics endpoint; give the Lease back last."""
+    resync: Resync | None = memo.get("resync")
+    if resync is not None:
+        await resync.stop()
     await account_checks.stop(memo.get("account_checks"))
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:

@@ -15,19 +15,46 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from typing import Any
 
 import kopf
 
-from scp_operator import metrics, reporting
+from scp_operator import lease, metrics, reporting, sharding
 from scp_operator.constants import BYPASS_ANNOTATION, FINALIZER, GROUP, PLURAL, VERSION
 from scp_operator.decision import Action, Situation, decide
-from scp_operator.handlers import facts
+from scp_operator.handlers import facts, pacing
 from scp_operator.model import DeletionPolicy
 from scp_operator.runtime import Runtime
 from scp_operator.scp.outcomes import Outcome, Verdict
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+logger = logging.getLogger(__name__)
+
+
+def refuse_outside_shard(uid: str, memo: kopf.Memo) -> None:
+    """Never act on an object outside this process's shard: raise, and stop the operator.
+
+    Kopf only delivers objects the API server returned for the shard's ``shardSelector``; one
+    outside the range means the API server ignores the selector (the ``ShardedListAndWatch``
+    feature gate is off), so another shard may be acting on the same objects right now. The
+    startup check usually catches that; this catches what it could not see (a cluster with no
+    objects at startup). ``kopf.TemporaryError`` keeps the finalizer (a delete handler that
+    returns normally would release it); the process then stops (SIGTERM, Kopf's clean
+    shutdown, as when the Lease is lost), once, with the reason in its log.
+    """
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        return
+    shard = runtime.settings.operator.shard
+    if shard.owns(uid):
+        return
+    message = sharding.out_of_shard_message(uid, shard)
+    if not memo.get("stopping_outside_shard"):
+        memo.stopping_outside_shard = True
+        logger.error("%s. This instance stops.", message)
+        lease.stop_process()
+    raise kopf.TemporaryError(message, delay=60)
 
 
 def _terminating_orphan(meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> bool:
@@ -55,6 +82,7 @@ async def release_orphans(
     """
     if type == "DELETED":
         return
+    refuse_outside_shard(str(meta.get("uid")), memo)
     runtime: Runtime | None = memo.get("runtime")
     if runtime is None:
         return
@@ -100,7 +128,10 @@ async def delete_server(
     an SCP request slot: the CRD's state and the other objects naming the server are read after
     every other await, and the DELETE follows with no await in between but the send itself.
     """
+    refuse_outside_shard(uid, memo)
     runtime: Runtime = memo.runtime
+    # A held deletion waits here for its next attempt (one write per retry: see pacing.py).
+    await pacing.wait_for_next_attempt(status, meta, uid, runtime)
     out = reporting.subject(body, meta, status, patch, memo, runtime)
     situation, parsed, target = await facts.gather(spec, meta, status, retry, runtime)
     endpoint = facts.base_url(target, parsed)
@@ -174,7 +205,10 @@ async def delete_server(
     if decision.action is Action.HOLD:
         runtime.blocked.held(uid, decision.reason)
         metrics.RETRIES.labels(decision.reason).inc()
-        raise kopf.TemporaryError(decision.message, delay=decision.delay or 60)
+        # Kopf writes this status and runs the handler again at once; the next run waits for
+        # nextAttemptTime itself, so no wake-up write is needed (pacing.py).
+        reporting.next_attempt(out, pacing.when(decision.delay or 60))
+        raise kopf.TemporaryError(decision.message, delay=0)
     if decision.action is not Action.RELEASE:  # pragma: no cover - decide() never returns CALL_*
         raise kopf.TemporaryError(f"internal: unexpected action {decision.action}", delay=60)
     runtime.blocked.released(uid)
