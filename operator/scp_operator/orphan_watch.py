@@ -9,8 +9,8 @@ One watch per watched namespace (or one cluster-wide), filtered by the API serve
 field selector ``spec.deletionPolicy=Orphan`` (a CRD ``selectableField``): it carries only
 objects that are, or just became, Orphan, whatever the number of objects. It starts from the
 collection's current ``resourceVersion`` (a one-item LIST), so existing Orphan objects are not
-replayed, and starts over after an error or an expired version. It runs only while some
-deletion waits.
+replayed, and starts over after an error or an expired version. It starts with the first wait
+and then keeps running (one idle connection) rather than reconnect for every retry.
 
 Waking is a courtesy, never the safety: after any wait the handler reads the object again and
 acts only on what the API server says now. A missed wake (the watch reconnecting at that moment)
@@ -75,8 +75,6 @@ class OrphanWatch:
             return False
         finally:
             self._waiting.pop(uid, None)
-            if not self._waiting:
-                await self._stop()
 
     def _recently_seen(self, uid: str) -> bool:
         now = self._clock()

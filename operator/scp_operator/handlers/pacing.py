@@ -34,7 +34,7 @@ from scp_operator.runtime import Runtime
 def when(delay: float, now: datetime.datetime | None = None) -> str:
     """The next attempt's time, ``delay`` seconds from ``now``, as written in the status."""
     now = now or datetime.datetime.now(datetime.UTC)
-    return (now + datetime.timedelta(seconds=delay)).isoformat(timespec="seconds")
+    return (now + datetime.timedelta(seconds=delay)).isoformat(timespec="milliseconds")
 
 
 def seconds_left(status: Any, now: datetime.datetime | None = None) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from scp_operator import account_checks, kube, lease, metrics, scope, sharding
+from scp_operator import account_checks, housekeeping, kube, lease, metrics, scope, sharding
 from scp_operator import runtime as runtime_mod
 from scp_operator import settings as settings_mod
 from scp_operator.constants import FINALIZER, GROUP, PLURAL
@@ -148,6 +148,7 @@ async def configure(
     metrics.show_oldest_blocked(runtime.blocked)
     memo.account_checks = account_checks.start(runtime)
     memo.resync = _start_resync(loaded, runtime)
+    memo.housekeeping = housekeeping.start()  # memory back after bursts (housekeeping.py)
     try:
         memo.metrics_server = await metrics.start_server(loaded.operator.metrics_port)
     except OSError as exc:
@@ -200,6 +201,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     resync: Resync | None = memo.get("resync")
     if resync is not None:
         await resync.stop()
+    await housekeeping.stop(memo.get("housekeeping"))
     await account_checks.stop(memo.get("account_checks"))
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
