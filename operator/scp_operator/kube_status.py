@@ -40,6 +40,7 @@ async def pages(
     namespaces: Sequence[str] = (),
     *,
     keep: Callable[[dict[str, Any]], bool] = lambda _item: True,
+    shard_selector: str = "",
     request_timeout: float = 30.0,
 ) -> AsyncIterator[tuple[list[dict[str, Any]], int | None]]:
     """Yield ``(items, remaining)`` a page at a time: the items ``keep`` accepts (e.g. this
@@ -55,6 +56,8 @@ async def pages(
             params: dict[str, str | int] = {"limit": PAGE}
             if token:
                 params["continue"] = token
+            if shard_selector:  # this shard's objects only (``keep`` checks the hash too)
+                params["shardSelector"] = shard_selector
             try:
                 page = await kube.request(
                     "GET",

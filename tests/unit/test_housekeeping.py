@@ -6,6 +6,8 @@ import asyncio
 import gc
 import weakref
 
+import pytest
+
 from scp_operator import housekeeping
 
 
@@ -51,3 +53,18 @@ async def test_the_task_runs_rounds_until_stopped() -> None:
         await housekeeping.stop(task)
         gc.unfreeze()
     assert task.cancelled()
+
+
+@pytest.mark.parametrize(
+    ("busy", "busy_before", "since_round", "due"),
+    [
+        (True, False, 0.0, True),  # during a burst
+        (False, True, 0.0, True),  # right after it: the burst's memory goes back
+        (False, False, 10.0, False),  # idle: nothing to do
+        (False, False, housekeeping.IDLE_INTERVAL, True),  # but now and then anyway
+    ],
+)
+def test_a_round_is_due_while_busy_just_after_and_rarely_when_idle(
+    busy: bool, busy_before: bool, since_round: float, due: bool
+) -> None:
+    assert housekeeping.due(busy, busy_before, since_round) is due

@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "sections": list(SECTIONS),
     "shards": [1, 2],
     "footprint_sizes": [5000, 10000],
-    "footprint_idle_seconds": 10.0,
+    "footprint_idle_seconds": 30.0,
     "backlog_size": 5000,
     "idle_samples": 10,
     "blocked_seconds": 60.0,
@@ -107,7 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--footprint-sizes", type=_ints, help="watched objects, in steps (default 5000,10000)"
     )
     parser.add_argument(
-        "--footprint-idle-seconds", type=float, help="idle CPU window per footprint step (10)"
+        "--footprint-idle-seconds",
+        type=float,
+        help="idle CPU window per footprint step, RSS read after it (30)",
     )
     parser.add_argument(
         "--backlog-size", type=int, help="objects the operator starts on, never seen (5000)"
@@ -219,7 +221,9 @@ async def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             )
         if "backlog" in args.sections:
             print(f"backlog of {args.backlog_size} ...", file=sys.stderr, flush=True)
-            result["backlog"] = await sections.backlog(bench, args.backlog_size)
+            # settled: after the operator's memory housekeeping has had two rounds (10 s each)
+            settle = 5.0 if args.smoke else 30.0
+            result["backlog"] = await sections.backlog(bench, args.backlog_size, settle)
     result["meta"]["loadavg_end"] = procfs.loadavg()
     now = code_state()
     if any(now[k] != result["meta"]["code"][k] for k in now if k != "commit"):

@@ -712,7 +712,7 @@ async def _resume(
 
 
 async def backlog(
-    bench: Bench, n: int, settle_seconds: float = 5.0, within: float | None = None
+    bench: Bench, n: int, settle_seconds: float = 30.0, within: float | None = None
 ) -> dict[str, Any]:
     """N objects created while no operator runs (never observed: no finalizer, no status),
     then the operator is started on them: its peak and settled memory, the time until every

@@ -67,8 +67,10 @@ class Resync:
         interval: float,
         namespaces: Sequence[str] = (),
         keep: Callable[[dict[str, Any]], bool] = lambda _item: True,
+        shard_selector: str = "",
     ) -> None:
         self._runtime = runtime
+        self._shard_selector = shard_selector
         self._kube = kube
         self._interval = interval
         self._namespaces = tuple(namespaces)
@@ -112,7 +114,7 @@ class Resync:
         listed = started = 0
         try:
             async for items, remaining in kube_status.pages(
-                self._kube, self._namespaces, keep=self._keep
+                self._kube, self._namespaces, keep=self._keep, shard_selector=self._shard_selector
             ):
                 expected = listed + len(items) + (remaining or 0)
                 listed += len(items)

@@ -147,8 +147,6 @@ async def configure(
     memo.runtime = runtime
     metrics.show_oldest_blocked(runtime.blocked)
     memo.account_checks = account_checks.start(runtime)
-    memo.resync = _start_resync(loaded, runtime)
-    memo.housekeeping = housekeeping.start()  # memory back after bursts (housekeeping.py)
     try:
         memo.metrics_server = await metrics.start_server(loaded.operator.metrics_port)
     except OSError as exc:
@@ -157,6 +155,8 @@ async def configure(
             f"SCP_OPERATOR_METRICS_PORT: cannot serve metrics on port "
             f"{loaded.operator.metrics_port}: {exc.strerror} (choose another port, or 0 to disable)"
         ) from None
+    memo.resync = _start_resync(loaded, runtime)
+    memo.housekeeping = housekeeping.start()  # memory back after bursts (housekeeping.py)
     if loaded.operator.check_versions:
         warning = await runtime_mod.check_api_version(runtime.client)
         if warning:
@@ -190,6 +190,7 @@ def _start_resync(loaded: settings_mod.Settings, runtime: Runtime) -> Resync | N
         interval=interval,
         namespaces=watched if scope.is_exact(watched) else (),
         keep=keep,
+        shard_selector=shard.selector() or "",
     )
     resync.start()
     return resync
