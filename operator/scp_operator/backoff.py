@@ -1,8 +1,9 @@
 """Retry delays: exponential, capped, jittered, never zero.
 
-Kopf has no exponential backoff of its own; the delete handler raises
-``kopf.TemporaryError(delay=...)`` with a delay from here, computed from Kopf's ``retry`` count
-(which Kopf persists in the object's annotations, so the schedule survives restarts).
+Kopf has no exponential backoff of its own; a held deletion writes its next attempt's time
+(``status.deletion.nextAttemptTime``, waited for by :mod:`scp_operator.handlers.pacing`) from a
+delay computed here from Kopf's ``retry`` count (which Kopf persists in the object's status, so
+the schedule survives restarts).
 """
 
 from __future__ import annotations

@@ -71,3 +71,14 @@ async def test_an_orphan_seen_just_before_the_wait_still_ends_it() -> None:
     assert await watch.wait("a", 30) is True
     clock[0] += 61  # remembered for a minute only
     assert await watch.wait("a", 0.01) is False
+
+
+def test_the_wait_is_never_longer_than_the_longest_delay_a_schedule_gives() -> None:
+    from scp_operator.backoff import Schedule
+    from scp_operator.decision import Timing
+
+    timing = Timing(fast=Schedule(5, 900), slow=Schedule(60, 1800), hold_recheck=60)
+    # a time written by an instance whose clock ran hours ahead
+    ahead = {"deletion": {"nextAttemptTime": pacing.when(6 * 3600, NOW)}}
+    assert pacing.seconds_left(ahead, NOW) == 6 * 3600
+    assert pacing.longest_wait(timing) == 1800

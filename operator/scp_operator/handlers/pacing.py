@@ -28,6 +28,7 @@ from typing import Any
 import kopf
 
 from scp_operator import kube
+from scp_operator.decision import Timing
 from scp_operator.runtime import Runtime
 
 
@@ -52,6 +53,11 @@ def seconds_left(status: Any, now: datetime.datetime | None = None) -> float:
     return max(0.0, (at - now).total_seconds())
 
 
+def longest_wait(timing: Timing) -> float:
+    """The longest delay any hold can ask for (the caps of both schedules, the recheck)."""
+    return max(timing.fast.cap, timing.slow.cap, timing.hold_recheck, timing.confirm_poll)
+
+
 async def wait_for_next_attempt(
     status: kopf.Status, meta: kopf.Meta, uid: str, runtime: Runtime
 ) -> None:
@@ -61,7 +67,10 @@ async def wait_for_next_attempt(
     Orphan, changed or went during the wait: Kopf then runs the handler again with the object as
     it is now. Returns at once when no wait is due.
     """
-    seconds = seconds_left(status)
+    # Never longer than the longest delay the schedules give: a time written by an instance whose
+    # clock ran ahead must not park the deletion for hours.
+    timing = runtime.timing
+    seconds = min(seconds_left(status), longest_wait(timing))
     if seconds <= 0:
         return
     turned_orphan = await runtime.orphans.wait(uid, seconds)
