@@ -209,8 +209,8 @@ DENIED: list[Check] = [
     ("update", SCPACCOUNTS, "", ("any-account", "--subresource=status")),
     ("get", "secrets", "team-a", ("any-account-keys",)),
     ("update", "namespaces", "", ("team-a",)),
-    # the Lease: only its own, only get/update/create, only in the lease namespace
-    ("list", LEASES, LEASE_NAMESPACE, ()),
+    # the Lease: only its own to write, only get/update/create (and list, below), only in the
+    # lease namespace
     ("watch", LEASES, LEASE_NAMESPACE, ()),
     ("delete", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),
     ("patch", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),
@@ -231,6 +231,8 @@ ALLOWED_CLUSTER: list[Check] = [
     ("get", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),
     ("update", LEASES, LEASE_NAMESPACE, (CLUSTER_LEASE,)),
     ("create", LEASES, LEASE_NAMESPACE, ()),
+    # the Leases of other shard plans, waited for during a plan change (docs/scaling.md)
+    ("list", LEASES, LEASE_NAMESPACE, ()),
 ]
 
 ALLOWED_NAMESPACED: list[Check] = [
@@ -243,6 +245,7 @@ ALLOWED_NAMESPACED: list[Check] = [
     ("get", LEASES, LEASE_NAMESPACE, (TEAMS_LEASE,)),
     ("update", LEASES, LEASE_NAMESPACE, (TEAMS_LEASE,)),
     ("create", LEASES, LEASE_NAMESPACE, ()),
+    ("list", LEASES, LEASE_NAMESPACE, ()),  # other shard plans' Leases (docs/scaling.md)
     # the shared-server check asks across every namespace (list only)
     ("list", "virtualservers.virtualserver.scp.dev", "*", ()),
     ("list", "virtualservers.virtualserver.scp.dev", "team-c", ()),
