@@ -34,8 +34,9 @@ logger = logging.getLogger(__name__)
 SELECTOR = "spec.deletionPolicy=Orphan"
 #: Seconds a watch request stays open (the API server ends it then; a new one follows).
 WATCH_SECONDS = 300
-#: After a failure, the next watch starts this much later.
+#: After a failure, the next watch starts this much later, doubling up to :data:`RETRY_CAP`.
 RETRY_SECONDS = 5.0
+RETRY_CAP = 300.0
 #: Objects seen turning Orphan are remembered this long, for a wait registered just after.
 REMEMBER_SECONDS = 60.0
 
@@ -120,7 +121,11 @@ class OrphanWatch:
 
     async def _watch(self, connection: Connection, namespace: str | None) -> None:
         url = path(_API, PLURAL, namespace=namespace)
+        failures = 0
         while True:
+            if failures:
+                await asyncio.sleep(min(RETRY_CAP, RETRY_SECONDS * 2 ** (failures - 1)))
+            failures += 1
             try:
                 listing = await connection.request(
                     "GET", url, params={"fieldSelector": SELECTOR, "limit": 1}
@@ -140,12 +145,22 @@ class OrphanWatch:
                         break  # e.g. 410 Gone: the version expired; list and watch again
                     obj = event.get("object")
                     if isinstance(obj, dict):
+                        failures = 0  # a working watch: the next one starts at once
                         self.saw(obj)
+                else:
+                    failures = 0  # ended by the API server after WATCH_SECONDS, as expected
             except asyncio.CancelledError:
                 raise
-            except (KubeApiError, OSError, TimeoutError, ValueError) as exc:
-                logger.debug("Orphan watch (%s): %s; again in %ss", namespace, exc, RETRY_SECONDS)
-                await asyncio.sleep(RETRY_SECONDS)
-            except Exception as exc:  # aiohttp's own errors, an unexpected answer
+            except KubeApiError as exc:
+                if exc.status == 400 and failures == 1:
+                    logger.warning(
+                        "Cannot watch for deletions switched to Orphan (%s): the installed "
+                        "VirtualServer CRD lacks the selectable field spec.deletionPolicy; apply "
+                        "this version's CRD. Meanwhile an Orphan switch takes effect at the next "
+                        "attempt of a held deletion.",
+                        exc,
+                    )
+                else:
+                    logger.debug("Orphan watch (%s): %s", namespace, exc)
+            except Exception as exc:  # refused, reset, timed out, an unexpected answer
                 logger.debug("Orphan watch (%s): %s", namespace, type(exc).__name__)
-                await asyncio.sleep(RETRY_SECONDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 from typing import Any
 
 import pytest
@@ -82,3 +83,89 @@ def test_the_wait_is_never_longer_than_the_longest_delay_a_schedule_gives() -> N
     ahead = {"deletion": {"nextAttemptTime": pacing.when(6 * 3600, NOW)}}
     assert pacing.seconds_left(ahead, NOW) == 6 * 3600
     assert pacing.longest_wait(timing) == 1800
+
+
+# ---- the watch itself, against a local HTTP server -----------------------------------------
+
+
+class FakeWatchServer:
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.lists = 0
+        self.watches: list[dict[str, str]] = []
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if self.refuse:
+            self.lists += 1
+            body = {
+                "kind": "Status",
+                "reason": "BadRequest",
+                "message": "field label not supported",
+            }
+            return web.json_response(body, status=400)
+        if request.query.get("watch") != "true":
+            self.lists += 1
+            return web.json_response({"metadata": {"resourceVersion": "42"}, "items": []})
+        self.watches.append(dict(request.query))
+        response = web.StreamResponse()
+        await response.prepare(request)
+        event = {"type": "MODIFIED", "object": orphan("waiting-uid")}
+        await response.write(json.dumps(event).encode() + b"\n")
+        await asyncio.sleep(0.2)
+        return response
+
+
+async def serve(fake: FakeWatchServer) -> Any:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+def connect_to(server: Any) -> Any:
+    import kopf
+
+    from scp_operator.kube_http import Connection
+
+    async def login() -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=str(server.make_url("")).rstrip("/"))
+
+    return lambda: Connection(connections=1, login=login)
+
+
+async def test_the_watch_asks_for_orphans_from_now_on_and_wakes_the_wait() -> None:
+    fake = FakeWatchServer()
+    server = await serve(fake)
+    watch = OrphanWatch(connect_to(server), namespaces=("team-a",))
+    try:
+        assert await watch.wait("waiting-uid", 10) is True
+    finally:
+        await watch.aclose()
+        await server.close()
+    assert fake.watches[0]["fieldSelector"] == "spec.deletionPolicy=Orphan"
+    assert fake.watches[0]["resourceVersion"] == "42"  # not replaying existing Orphan objects
+
+
+async def test_an_old_crd_without_the_selectable_field_is_named_once_and_retried_slowly(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scp_operator import orphan_watch
+
+    monkeypatch.setattr(orphan_watch, "RETRY_SECONDS", 0.1)
+    fake = FakeWatchServer(refuse=True)
+    server = await serve(fake)
+    watch = OrphanWatch(connect_to(server), namespaces=("team-a",))
+    try:
+        assert await watch.wait("waiting-uid", 0.65) is False
+    finally:
+        await watch.aclose()
+        await server.close()
+    warnings = [r for r in caplog.records if "selectable field spec.deletionPolicy" in r.message]
+    assert len(warnings) == 1
+    assert 2 <= fake.lists <= 4  # at 0, 0.1, 0.3 s (doubling), not every few milliseconds
