@@ -81,3 +81,35 @@ def test_status_follows_scp_and_a_blocked_object_says_why_in_kubectl(
     assert kept["type"] == "Warning"
     assert KEEP in kept["message"]
     assert "0000000000go" not in kept["message"]
+
+
+def test_a_held_deletion_waits_with_one_write_per_retry_and_orphan_ends_the_wait(
+    cluster: Cluster, control_plane: ControlPlane, emulator: ThreadedEmulator, make_operator: Any
+) -> None:
+    """On the real API server: the hold shows when it tries again (status.deletion
+    .nextAttemptTime), and switching to Orphan releases it at once — through the watch of
+    ``fieldSelector=spec.deletionPolicy=Orphan`` (a CRD selectableField), not after the delay."""
+    slow = {
+        "SCP_OPERATOR_BACKOFF_BASE": "600",
+        "SCP_OPERATOR_BACKOFF_CAP": "600",
+        "SCP_OPERATOR_SLOW_BACKOFF_BASE": "600",
+        "SCP_OPERATOR_SLOW_BACKOFF_CAP": "600",
+    }
+    operator: OperatorProcess = make_operator(**slow)
+    operator.start()
+    sid = emulator.seed(name="waits", locked=True)["id"]
+    cluster.create_vs("waits", sid)
+    wait_for(lambda: ready(cluster, "waits") is not None, what="observed")
+    cluster.delete("waits")
+    wait_for(lambda: cluster.reason("waits") == "ServerLocked", what="held")
+    stored = cluster.get("waits")
+    assert stored is not None
+    assert stored["status"]["deletion"]["nextAttemptTime"]  # minutes away: 300-600 s
+    assert len(emulator.requests(method="DELETE", path_contains=sid)) == 1
+    control_plane.kubectl(
+        "patch", "scpvs", "waits", "-n", cluster.ns, "--type=merge",
+        "-p", '{"spec":{"deletionPolicy":"Orphan"}}',
+    )  # fmt: skip
+    wait_for(lambda: cluster.get("waits") is None, within=60, what="released long before 300 s")
+    assert len(emulator.requests(method="DELETE", path_contains=sid)) == 1  # the server stays
+    assert emulator.server(sid) is not None  # still in SCP
