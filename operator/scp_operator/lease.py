@@ -48,10 +48,13 @@ renewal must never wait for a connection behind a burst of reads (a drain of a t
 objects), or the Lease would be lost while the API server is healthy. Nothing here logs
 credentials: only HTTP statuses and the API server's own messages.
 
-Size: about 810 lines, of which a third is this docstring and the clock reasoning. It stays one
+Size: about 940 lines, of which a third is this docstring and the clock reasoning. It stays one
 module because the rules above (scope, expiry by two independent proofs, renewal, loss, release)
 only hold together: each state transition is checked against the others in
-``tests/unit/test_lease.py``. The thin Kubernetes adapter (:class:`KubeLeaseApi`) is the only
+``tests/unit/test_lease.py``. The shard-plan wait (about 130 lines: a live Lease of another plan
+overlapping this shard's range) judges other Leases with the same expiry rules, which is why it
+was added here; moving it and those rules into a module of their own is the next split. The thin
+Kubernetes adapter (:class:`KubeLeaseApi`) is the only
 part that talks to the API server, through :class:`~scp_operator.kube.KubeClient`.
 """
 

@@ -6,8 +6,9 @@ with RBAC authorization and static bearer tokens for authentication.
 
 This module is the facade; the credentials (tokens, signing key, kubeconfigs) live in
 :mod:`scp_testenv.certificates`, the child processes in :mod:`scp_testenv.processes`. Size:
-about 450 lines, a third of them this docstring and the API server's flags with their reasons;
-the rest is the public surface tests use (start/stop, kill/restart, kubectl/helm, tokens).
+about 480 lines, a third of them this docstring and the API server's flags with their reasons
+(now also the feature gates, ``ShardedListAndWatch`` on by default); the rest is the public
+surface tests use (start/stop, kill/restart, kubectl/helm, tokens).
 
 What is *not* running: no kube-controller-manager, no scheduler, no kubelet. Consequently
 
