@@ -144,6 +144,7 @@ class Connection:
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
         timeout: float = 10.0,  # noqa: ASYNC109 (it starts after the wait for a slot, on purpose)
     ) -> Reply:
         """Send one request and return the answer whatever its status (a 401 is retried once
@@ -151,7 +152,9 @@ class Connection:
         :class:`NoCredentials` without credentials, and aiohttp's or asyncio's own exceptions
         when the API server did not answer in ``timeout`` seconds."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {} if body is None else {"Content-Type": content_type}
+        headers = {"Accept": accept}
+        if body is not None:
+            headers["Content-Type"] = content_type
         async with self._slots:
             session = await self._open()
             for attempt in (1, 2):
@@ -180,12 +183,19 @@ class Connection:
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
         timeout: float = 10.0,  # noqa: ASYNC109 (see send)
     ) -> dict[str, Any]:
         """:meth:`send`, then the JSON answer (``{}`` for an empty one); an HTTP error raises
         :class:`KubeApiError`."""
         reply = await self.send(
-            method, path, params=params, body=body, content_type=content_type, timeout=timeout
+            method,
+            path,
+            params=params,
+            body=body,
+            content_type=content_type,
+            accept=accept,
+            timeout=timeout,
         )
         if reply.status >= 400:
             raise KubeApiError(reply.status, *_reason_and_message(reply.body))

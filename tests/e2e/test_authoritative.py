@@ -429,3 +429,38 @@ def test_confirm_mode_deletes_again_when_an_accepted_deletion_did_not_take(
     gets = emulator.requests(method="GET", path_contains=sid)
     assert gets
     assert gets[-1]["status"] == 404
+
+
+def test_the_crd_state_is_read_as_metadata_only(cluster: Cluster) -> None:
+    """The batched CRD read during a mass deletion asks for ``PartialObjectMetadata``: the real
+    API server answers without the schema, and the state still comes from it."""
+    from scp_operator import kube, kube_http
+    from scp_operator.crd_state import CrdState
+
+    plane = cluster.cp
+
+    async def login() -> Any:
+        import kopf
+
+        return kopf.ConnectionInfo(
+            server=plane.server, ca_path=str(plane.ca_file), token=plane.admin_token
+        )
+
+    async def read() -> tuple[dict[str, Any], dict[str, Any], CrdState]:
+        conn = kube_http.Connection(login=login)
+        crd = kube_http.path(
+            "apiextensions.k8s.io/v1", "customresourcedefinitions", name=constants.CRD_NAME
+        )
+        try:
+            partial = await conn.request("GET", crd, accept=kube.METADATA_ONLY)
+            whole = await conn.request("GET", crd)
+            return partial, whole, await kube.CrdReader(conn).state()
+        finally:
+            await conn.aclose()
+
+    partial, whole, state = asyncio.run(read())
+    assert partial["kind"] == "PartialObjectMetadata"
+    assert "spec" not in partial and "status" not in partial  # the schema stayed home
+    assert partial["metadata"]["uid"] == whole["metadata"]["uid"]
+    assert len(json.dumps(partial)) < len(json.dumps(whole))
+    assert state is CrdState.PRESENT

@@ -158,6 +158,22 @@ async def test_the_crd_state_comes_from_the_answer_and_a_failure_is_unknown(
     assert await CrdReader(kube).state() is state
 
 
+async def test_the_crd_is_read_as_metadata_only(api: FakeApiServer, kube: KubeClient) -> None:
+    """Its state is in its metadata; the schema would be tens of kB per batched read."""
+    accepts: list[str] = []
+
+    async def partial(request: web.Request) -> web.StreamResponse:
+        accepts.append(request.headers.get("Accept", ""))
+        meta = {"name": constants.CRD_NAME, "deletionTimestamp": "2027-06-01T10:00:00Z"}
+        return web.json_response({"kind": "PartialObjectMetadata", "metadata": meta})
+
+    api.on("GET", CRD, partial)
+    assert await CrdReader(kube).state() is CrdState.TERMINATING
+    assert accepts == [
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+    ]
+
+
 async def test_an_api_server_that_cannot_be_reached_is_unknown_and_an_error() -> None:
     kube = kube_for("http://127.0.0.1:9")  # nothing listens there
     try:
