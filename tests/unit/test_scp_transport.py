@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import shutil
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -229,21 +231,7 @@ async def test_a_broken_answer_is_named_the_same_way_as_with_httpx_own_pool(
 
 async def test_a_real_answer_passes_through_the_client(tmp_path: Path) -> None:
     """End to end through the client: the endpoint is verified on its root, then the DELETE."""
-    accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
-    versions = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-        + str(len(VERSIONS)).encode()
-        + b"\r\n\r\n"
-        + VERSIONS
-    )
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            writer.write(versions if head.startswith(b"GET / ") else accepted)
-            await writer.drain()
-
-    async with server(serve) as (base, _):
+    async with server(scp_answers()) as (base, _):
         client = scp_client(base, tmp_path)
         try:
             outcome = await client.delete_server(SID)
@@ -273,3 +261,90 @@ def test_each_failure_kind_translates_to_its_httpx_kind(
     translated = transport.translate(failure)
     assert type(translated) is expected
     assert str(translated) == type(failure).__name__  # the kind only: no URL, no headers
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed serving certificate for 127.0.0.1 (made by the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextlib.asynccontextmanager
+async def tls_server(serve: Serve, cert: Path, key: Path) -> AsyncIterator[str]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await serve(reader, writer)
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        srv.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(srv.wait_closed(), 2)
+
+
+def scp_answers(version_list: bytes = VERSIONS) -> Serve:
+    """SCP as the client needs it: a version list at the root, 202 to anything else."""
+    accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+    versions = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(version_list)).encode()
+        + b"\r\n\r\n"
+        + version_list
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(versions if head.startswith(b"GET / ") else accepted)
+            await writer.drain()
+
+    return serve
+
+
+async def test_tls_is_verified_against_the_ca_bundle_and_refused_without_it(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    """The transport uses the client's SSL context: SCP_CA_BUNDLE is trusted, and a server whose
+    certificate nothing vouches for is never talked to."""
+    cert, key = certificate
+    async with tls_server(scp_answers(), cert, key) as base:
+        for bundle, expected in ((cert, Verdict.ACCEPTED), (None, Verdict.UNAVAILABLE)):
+            client = ScpClient(
+                credentials=CredentialsProvider(
+                    access_key=SecretStr("AK"),
+                    secret_key=SecretStr("SK"),
+                    directory=None,
+                    home=tmp_path,
+                ),
+                base_url=lambda region: base,
+                api_version="1.3",
+                ca_bundle=bundle,
+            )
+            assert isinstance(client._http._transport, transport.AiohttpTransport)
+            try:
+                outcome = await client.delete_server(SID)
+            finally:
+                await client.aclose()
+            assert outcome.kind is expected, outcome.describe()
+            if bundle is None:
+                assert outcome.detail == "cannot connect to SCP"
