@@ -9,7 +9,6 @@ does not allow (only 202 and a verified 404 count), and never an unbounded read 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -31,6 +30,7 @@ from scp_operator.decision import Action, Situation, decide
 from scp_operator.scp.answers import MAX_BODY, MAX_NAME, MAX_STATE, describe_body
 from scp_operator.scp.client import ScpClient
 from scp_operator.scp.outcomes import MAX_DETAIL, Outcome, Verdict
+from tests.unit.loopback import Serve, serving
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 BASE = "https://scp.test"  # plain http:// is refused for any host but loopback
@@ -321,33 +321,19 @@ async def test_a_deeply_nested_version_list_makes_the_endpoint_unverified(tmp_pa
 # --- slow drips -------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def dripping_server(
-    head: bytes, drip: bytes, every: float
-) -> AsyncIterator[tuple[str, list[int]]]:
-    """A loopback HTTP server that sends ``head`` at once, then one byte of ``drip`` per tick."""
-    connections: list[int] = []
+def dripping(head: bytes, drip: bytes, every: float) -> Serve:
+    """A server that sends ``head`` at once, then one byte of ``drip`` per tick."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        with contextlib.suppress(Exception):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(head)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head)
+        await writer.drain()
+        for i in range(len(drip)):
+            writer.write(drip[i : i + 1])
             await writer.drain()
-            for i in range(len(drip)):
-                writer.write(drip[i : i + 1])
-                await writer.drain()
-                await asyncio.sleep(every)
-        writer.close()
+            await asyncio.sleep(every)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", connections
-    finally:
-        server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 2)
+    return serve
 
 
 def drip_client(base: str, tmp_path: Path, timeout: float) -> ScpClient:
@@ -363,7 +349,7 @@ def drip_client(base: str, tmp_path: Path, timeout: float) -> ScpClient:
 
 async def test_a_server_that_stops_mid_answer_times_out(tmp_path: Path) -> None:
     head = b"HTTP/1.1 409 Conflict\r\nContent-Length: 100\r\n\r\n"
-    async with dripping_server(head, b"{", every=10) as (base, _):
+    async with serving(dripping(head, b"{", every=10)) as base:
         c = drip_client(base, tmp_path, timeout=0.5)
         try:
             outcome = await asyncio.wait_for(c.delete_server(SID), timeout=10)
@@ -375,7 +361,7 @@ async def test_a_server_that_stops_mid_answer_times_out(tmp_path: Path) -> None:
 
 async def test_a_slow_drip_is_cut_off_by_a_deadline_for_the_whole_answer(tmp_path: Path) -> None:
     head = b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
-    async with dripping_server(head, b" " * 400, every=0.2) as (base, _):
+    async with serving(dripping(head, b" " * 400, every=0.2)) as base:
         c = drip_client(base, tmp_path, timeout=0.5)
         try:
             # 0.5 s per request; a whole-answer deadline of a few timeouts would end it by 3 s
@@ -387,7 +373,7 @@ async def test_a_slow_drip_is_cut_off_by_a_deadline_for_the_whole_answer(tmp_pat
 
 async def test_slowly_dripped_headers_are_cut_off_too(tmp_path: Path) -> None:
     head = b"HTTP/1.1 409 Conflict\r\n"
-    async with dripping_server(head, b"X-Drip: " + b"a" * 400, every=0.2) as (base, _):
+    async with serving(dripping(head, b"X-Drip: " + b"a" * 400, every=0.2)) as base:
         c = drip_client(base, tmp_path, timeout=0.5)
         try:
             outcome = await asyncio.wait_for(c.delete_server(SID), timeout=4)

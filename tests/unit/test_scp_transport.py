@@ -8,17 +8,19 @@ client's words for a failure are the same whichever pool carried the request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import datetime
 import gzip
-import shutil
+import ipaddress
 import ssl
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from scp_operator.credentials import CredentialsProvider
@@ -26,46 +28,20 @@ from scp_operator.scp import transport
 from scp_operator.scp.answers import MAX_BODY
 from scp_operator.scp.client import ScpClient
 from scp_operator.scp.outcomes import Verdict
+from tests.unit.loopback import Serve, serving
 
 SID = "2a9be312-5d4b-4bc8-b2ae-35100fa9241f"
 VERSIONS = b'{"versions":[{"id":"v1.3","status":"CURRENT","not_before":null}]}'
 
-Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-
-@contextlib.asynccontextmanager
-async def server(serve: Serve) -> AsyncIterator[tuple[str, list[bytes]]]:
-    """A loopback server running ``serve`` per connection; yields its URL and each connection's
-    first request head (so a test sees what arrived, and on how many connections)."""
-    heads: list[bytes] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            await serve(reader, writer)
-        writer.close()
-
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", heads
-    finally:
-        srv.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(srv.wait_closed(), 2)
-
-
-def answering(answer: bytes, heads: list[bytes] | None = None, keep: bool = True) -> Serve:
-    """Answer every request on a connection with ``answer`` (recording each request head)."""
+def answering(answer: bytes, heads: list[bytes]) -> Serve:
+    """Answer every request on a connection with ``answer``, recording each request head."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            if heads is not None:
-                heads.append(head)
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
             writer.write(answer)
             await writer.drain()
-            if not keep:
-                return
 
     return serve
 
@@ -116,7 +92,7 @@ async def test_the_request_arrives_exactly_as_signed_and_the_body_comes_back_raw
     heads: list[bytes] = []
     pool = transport.AiohttpTransport(ssl_context=ssl.create_default_context(), max_connections=2)
     async with (
-        server(answering(conflict, heads)) as (base, _),
+        serving(answering(conflict, heads)) as base,
         httpx.AsyncClient(transport=pool) as client,
     ):
         url = f"{base}/v1/servers/a%2Fb?x=%7E"
@@ -157,7 +133,7 @@ async def test_a_read_connection_is_reused_and_one_left_mid_body_is_not(tmp_path
                 writer.write(small)
                 await writer.drain()
 
-    async with server(serve) as (base, _):
+    async with serving(serve) as base:
         pool = transport.AiohttpTransport(
             ssl_context=ssl.create_default_context(), max_connections=4
         )
@@ -220,7 +196,7 @@ async def test_a_broken_answer_is_named_the_same_way_as_with_httpx_own_pool(
     tmp_path: Path, serve: Serve, words: str
 ) -> None:
     """(Run with httpx's own pool, the same four cases give the same words.)"""
-    async with server(serve) as (base, _):
+    async with serving(serve) as base:
         client = scp_client(base, tmp_path, timeout=0.5)
         try:
             outcome = await asyncio.wait_for(client.delete_server(SID), 10)
@@ -231,7 +207,7 @@ async def test_a_broken_answer_is_named_the_same_way_as_with_httpx_own_pool(
 
 async def test_a_real_answer_passes_through_the_client(tmp_path: Path) -> None:
     """End to end through the client: the endpoint is verified on its root, then the DELETE."""
-    async with server(scp_answers()) as (base, _):
+    async with serving(scp_answers()) as base:
         client = scp_client(base, tmp_path)
         try:
             outcome = await client.delete_server(SID)
@@ -265,41 +241,36 @@ def test_each_failure_kind_translates_to_its_httpx_kind(
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed serving certificate for 127.0.0.1 (made by the openssl command)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
+    """A self-signed serving certificate for 127.0.0.1, valid for a day: (cert, key) PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-@contextlib.asynccontextmanager
-async def tls_server(serve: Serve, cert: Path, key: Path) -> AsyncIterator[str]:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            await serve(reader, writer)
-        writer.close()
-
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        yield f"https://127.0.0.1:{port}"
-    finally:
-        srv.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(srv.wait_closed(), 2)
+    cert_file, key_file = where / "cert.pem", where / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
 
 
 def scp_answers(version_list: bytes = VERSIONS) -> Serve:
@@ -327,7 +298,9 @@ async def test_tls_is_verified_against_the_ca_bundle_and_refused_without_it(
     """The transport uses the client's SSL context: SCP_CA_BUNDLE is trusted, and a server whose
     certificate nothing vouches for is never talked to."""
     cert, key = certificate
-    async with tls_server(scp_answers(), cert, key) as base:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    async with serving(scp_answers(), tls) as base:
         for bundle, expected in ((cert, Verdict.ACCEPTED), (None, Verdict.UNAVAILABLE)):
             client = ScpClient(
                 credentials=CredentialsProvider(
