@@ -196,6 +196,23 @@ def test_footprint_times_the_resume_and_a_deletion_after_each_restart(
     assert growth["deletion_acted_on_ratio"] > 0
 
 
+def _check_heap(heap: dict[str, Any]) -> None:
+    """A heap report (tools/bench/heap) that adds up: the bytes in use in pymalloc's arenas and
+    the free space in them fit in the arenas, and the RSS holds at least what is in use."""
+    py = heap["pymalloc"]
+    assert py["arenas"] >= 1
+    assert py["in_use"] + py["free_blocks"] + py["free_pools"] <= py["arenas"]
+    assert heap["rss"] >= py["in_use"] > 0
+    assert heap["gc_objects"] > 0
+
+
+def test_settled_memory_is_broken_down_for_every_process(run: Smoke) -> None:
+    for stage in run.data["footprint"]["stages"][1:]:
+        _check_heap(stage["heap"])
+    _check_heap(run.data["backlog"]["settled_heap"])
+    assert "where the settled memory is" in run.stdout
+
+
 def test_idle_latency_was_measured_for_every_sample(smoke: dict[str, Any]) -> None:
     latency = smoke["latency"]
     assert latency["latency_since_delete_request"]["count"] == latency["samples"] == 3

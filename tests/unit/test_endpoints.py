@@ -139,3 +139,16 @@ def test_a_base_with_a_user_and_password_is_refused_without_echoing_them() -> No
 def test_a_base_httpx_cannot_parse_is_an_endpoint_error(bad: str) -> None:
     with pytest.raises(endpoints.EndpointError):
         endpoints.normalise_base(bad)
+
+
+def test_a_refused_base_is_refused_every_time_and_an_answer_is_kept() -> None:
+    """The normalisation is cached (every request's URL is built on it): only answers are kept,
+    so a bad endpoint fails each call with its reason, never with a stale success."""
+    endpoints.normalise_base.cache_clear()
+    for _ in range(2):
+        with pytest.raises(endpoints.EndpointError, match="must be an absolute"):
+            endpoints.normalise_base("ftp://scp.example.com")
+    assert endpoints.normalise_base("HTTPS://SCP.example.com:443/") == "https://scp.example.com"
+    assert endpoints.normalise_base("HTTPS://SCP.example.com:443/") == "https://scp.example.com"
+    info = endpoints.normalise_base.cache_info()
+    assert (info.hits, info.currsize) == (1, 1)

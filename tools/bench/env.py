@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +30,8 @@ from tools.bench import REPO, plain_operator, procfs
 from tools.bench.kube import AuditLog, Kube, vs_path
 
 OPERATOR_USER = "scp-bench-operator"
+#: Put first on the operators' PYTHONPATH: its sitecustomize reports the heap on SIGUSR1.
+HEAP_HOOK = Path(__file__).parent / "heap"
 # Only the operator's identity is audited: the harness's own requests cost the API server no
 # audit writes, and every audit line is the operator's.
 AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
@@ -83,6 +87,7 @@ class BenchOperator(OperatorProcess):
     audit_offset: int = 0
     log_offset: int = 0
     rss: procfs.RssSampler | None = None  # when started with rss_every
+    heap_file: Path | None = None  # where tools/bench/heap writes its reports (operators only)
 
 
 class PlainOperator(BenchOperator):
@@ -284,14 +289,41 @@ class Bench:
         rss_every: float | None = None,
     ) -> BenchOperator:
         """One operator process (ready when this returns); ``rss_every``: sample its RSS from
-        the moment it is spawned (``proc.rss``), imports and all."""
+        the moment it is spawned (``proc.rss``), imports and all. It reports its heap on
+        SIGUSR1 (:meth:`heap`)."""
+        heap_file = self.workdir / f"heap-{tag}.jsonl"
+        python_path = os.pathsep.join(
+            p for p in (str(HEAP_HOOK), os.environ.get("PYTHONPATH", "")) if p
+        )
         proc = BenchOperator(
             kubeconfig=self.cp.kubeconfig_for(OPERATOR_USER),
             log_path=self.workdir / f"operator-{tag}.log",
-            env=self.operator_env(**(env or {})),
+            env={
+                **self.operator_env(**(env or {})),
+                "BENCH_HEAP_FILE": str(heap_file),
+                "PYTHONPATH": python_path,
+            },
             namespaces=[namespace],
         )
+        proc.heap_file = heap_file
         return await self._start(proc, rss_every)
+
+    async def heap(self, proc: BenchOperator, within: float = 10.0) -> dict[str, Any]:
+        """Where the process's memory is (tools/bench/heap: pymalloc's arenas and the bytes in
+        use in them, glibc's heap, RSS), asked with SIGUSR1; empty when it did not answer."""
+        if proc.heap_file is None or proc.proc is None or proc.proc.poll() is not None:
+            return {}
+        before = proc.heap_file.read_text().count("\n") if proc.heap_file.exists() else 0
+        proc.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            lines = proc.heap_file.read_text().splitlines() if proc.heap_file.exists() else []
+            if len(lines) > before:
+                report: dict[str, Any] = json.loads(lines[-1])
+                report.pop("time", None)
+                return report
+        return {}
 
     async def start_shards(self, namespace: str, tag: str, shards: int) -> list[BenchOperator]:
         """``shards`` operator processes, shard i of ``shards`` each (all started at once, each

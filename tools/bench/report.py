@@ -334,6 +334,7 @@ def render(result: dict[str, Any]) -> str:
             f"SCP: {bl['scp_requests']}"
             + (f"; picture {bl['picture']}" if bl.get("picture") else ""),
         ]
+    out += _heap_table(result)
     hour = result.get("first_hour")
     if hour:
         out += [
@@ -375,6 +376,53 @@ def render(result: dict[str, Any]) -> str:
         ]
     out += summary(result)
     return "\n".join(out)
+
+
+def _heap_row(where: str, heap: dict[str, Any]) -> list[str]:
+    py, libc = heap.get("pymalloc") or {}, heap.get("glibc") or {}
+    free = None
+    if "free_blocks" in py or "free_pools" in py:
+        free = py.get("free_blocks", 0.0) + py.get("free_pools", 0.0)
+    return [
+        where,
+        _fmt(heap.get("rss"), 1),
+        _fmt(py.get("arenas")),
+        _fmt(py.get("in_use"), 1),
+        _fmt(free, 1),
+        _fmt(libc.get("in_use"), 1),
+        _fmt(libc.get("free"), 1),
+    ]
+
+
+def _heap_table(result: dict[str, Any]) -> list[str]:
+    """Where the settled RSS is: pymalloc's arenas (1 MiB each) against the bytes in use in
+    them, and glibc's heap (tools/bench/heap). Empty when no process reported."""
+    rows = []
+    for st in (result.get("footprint") or {}).get("stages", []):
+        if st.get("heap"):
+            rows.append(_heap_row(f"footprint {st['objects']}", st["heap"]))
+    bl = result.get("backlog") or {}
+    if bl.get("settled_heap"):
+        rows.append(_heap_row(f"backlog {bl['objects']}", bl["settled_heap"]))
+    if not rows:
+        return []
+    return [
+        "",
+        "where the settled memory is (MiB; pymalloc's arenas are 1 MiB each, and one live "
+        "object keeps a whole arena)",
+        table(
+            [
+                "process",
+                "RSS",
+                "pymalloc arenas",
+                "in use in them",
+                "free in them",
+                "glibc in use",
+                "glibc free",
+            ],
+            rows,
+        ),
+    ]
 
 
 def spread_text(value: dict[str, Any] | None, digits: int = 2) -> str:

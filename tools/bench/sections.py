@@ -537,6 +537,7 @@ async def footprint(
                 idle0 = procfs.cpu_seconds(pid)
                 await asyncio.sleep(idle_window)
                 idle_cores = (procfs.cpu_seconds(pid) - idle0) / idle_window
+                memory = _memory(pid)
                 stages.append(
                     {
                         "objects": size,
@@ -546,7 +547,8 @@ async def footprint(
                         "cpu_ms_per_object": round(1000 * cpu_handling / add, 2),
                         "idle_cpu_cores": round(idle_cores, 4),
                         # after the step was handled, API traffic quiet and the idle window
-                        "memory_mib": _memory(pid),
+                        "memory_mib": memory,
+                        "heap": await bench.heap(operator),
                         "connections": bench.connections(operator),
                         "load": load.as_dict(),
                     }
@@ -746,6 +748,7 @@ async def backlog(
             await _settle(bench)
             await asyncio.sleep(settle_seconds)
             memory = _memory(pid)
+            heap = await bench.heap(operator)
         finally:
             samples = sampler.stop()
             await bench.stop_operator(operator)
@@ -769,6 +772,7 @@ async def backlog(
         "peak_rss_mib": memory["peak_rss"],  # VmHWM: the process's peak, sampled or not
         "settled_rss_mib": memory["rss"],  # after the API traffic went quiet + settle_seconds
         "settle_seconds": settle_seconds,
+        "settled_heap": heap,  # where the settled RSS is (tools/bench/heap)
         "rss_samples": [[round(t - started, 2), round(rss, 1)] for t, rss in samples],
         # The process's CPU from its start to the last object handled: start-up (imports, the
         # Kubernetes and SCP clients; about 1.5 s) included.
