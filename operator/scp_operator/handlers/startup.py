@@ -44,9 +44,12 @@ def set_kopf_options(settings: kopf.OperatorSettings, shard: sharding.Shard | No
     # healthy watch is always ended by the server first.
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
-    # One worker per object, Kopf's default, stated on purpose: a limit below the number of
-    # objects can deadlock Kopf's indexing; SCP traffic is bounded by the operator's own limiter
-    # (SCP_OPERATOR_MAX_CONCURRENT_REQUESTS) instead.
+    # One worker per object, Kopf's default, stated on purpose: a held deletion waits for its
+    # next attempt inside its object's worker (handlers/pacing.py; Kopf's own delays do too), so
+    # a limit of W workers would stop every other object once W deletions are held (a mass
+    # deletion during an SCP outage). SCP traffic is bounded by the operator's own limiter
+    # (SCP_OPERATOR_MAX_CONCURRENT_REQUESTS) instead; the memory a burst of workers leaves is
+    # measured in docs/benchmarks.md.
     settings.queueing.worker_limit = None
     # Events say they come from scp-operator (`reportingComponent`, and `source.component`,
     # the "From" column of `kubectl describe`), not from "kopf": the person reading them should
