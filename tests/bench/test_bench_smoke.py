@@ -8,6 +8,7 @@ shared and slow; only counts, invariants and "finite and positive".
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -240,3 +241,36 @@ def test_blocked_object_follows_the_backoff_schedule_one_call_at_a_time(
     hour = smoke["first_hour"]
     assert 0 < hour["calls_median"] <= hour["calls_max"] <= hour["calls_if_jitter_always_0"]
     assert hour["scp_calls_max_with_reads"] <= 20  # issue 10's bound for the first hour
+
+
+def test_the_summary_puts_each_target_of_the_issue_beside_its_number(run: Smoke) -> None:
+    """Issue 10's targets, read off the summary next to the smoke run's numbers, with the
+    smoke's tiny sizes renamed to the sizes the issue names (5 000 and 10 000 objects)."""
+    from tools.bench import report
+
+    data = copy.deepcopy(run.data)
+    stages = [st for st in data["footprint"]["stages"] if st["objects"]]
+    sizes = (5000, 10000)
+    for stage, size in zip(stages, sizes, strict=False):
+        stage["objects"] = size
+    for growth in data["footprint"].get("growth") or []:
+        growth.update(from_objects=5000, to_objects=10000, objects_ratio=2)
+    data["backlog"]["objects"] = 5000
+    lines = [line.rstrip() for line in "\n".join(report.summary(data)).splitlines()]
+
+    def target(label: str) -> str:
+        (line,) = [line for line in lines if line.startswith(label)]
+        return line.rsplit("  ", 1)[-1].strip()
+
+    assert target("drain N=20 ratio to ideal, operator ") == "<= 2.0"
+    assert target("drain N=20 CPU ms per object, operator ") == "<= 5"
+    assert target("drain N=20 K8s writes per deleted object") == "<= 2"
+    assert target("blocked object, K8s writes per retry") == "<= 1"
+    assert target("5000 objects: settled RSS MiB") == "<= 150"
+    assert target("5000 objects: resume, deletion acted on s") == "<= 30"
+    if len(stages) > 1:
+        assert target("10000 objects: settled RSS MiB") == "<= 200"
+        assert target("resume t(10000)/t(5000)") == "<= 2.2 (linear)"
+    assert target("backlog 5000: peak RSS MiB") == "<= 200"
+    assert target("backlog 5000: settled RSS MiB") == "<= 150"
+    assert target("blocked object, SCP calls in the first hour") == "<= 20"
