@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tools.bench import report
 
 from tests.conftest import REPO
 
@@ -246,8 +247,6 @@ def test_blocked_object_follows_the_backoff_schedule_one_call_at_a_time(
 def test_the_summary_puts_each_target_of_the_issue_beside_its_number(run: Smoke) -> None:
     """Issue 10's targets, read off the summary next to the smoke run's numbers, with the
     smoke's tiny sizes renamed to the sizes the issue names (5 000 and 10 000 objects)."""
-    from tools.bench import report
-
     data = copy.deepcopy(run.data)
     stages = [st for st in data["footprint"]["stages"] if st["objects"]]
     sizes = (5000, 10000)
